@@ -1,0 +1,305 @@
+"""Checkpoints: save, load, migrate, export.
+
+A checkpoint is a plain dict that ``torch.load(weights_only=True)`` can read::
+
+    {
+      "format": "hific-checkpoint",
+      "format_version": 1,
+      "package_version": "0.1.0",
+      "kind": "training" | "inference",
+      "config": {...},              # hific.config.config_to_dict
+      "step": int,
+      "model": state_dict,          # HificModel
+      "model_digest": "hex",        # sha256 of config + model state
+      "discriminator": state_dict | None,
+      "training_state": dict | None # optimisers, schedulers, RNG, ...
+    }
+
+Saves are atomic. Older layouts are migrated on load by the functions in
+``_MIGRATIONS``; version 0 is the unversioned ``{"config", "state_dict"}``
+dict that a plain ``torch.save`` of a model would produce.
+
+Run ``python -m hific.checkpoint --help`` for the ``init``, ``export`` and
+``show`` commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import pickle
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from . import __version__
+from .config import HificConfig, config_from_dict, config_to_dict, get_config, list_presets
+from .errors import CheckpointError, HificError
+from .fileio import atomic_path, atomic_write_bytes
+from .models import ConditionalDiscriminator, HificModel, build_discriminator, build_model
+
+FORMAT = "hific-checkpoint"
+FORMAT_VERSION = 1
+
+PathLike = Union[str, os.PathLike]
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().contiguous()
+    return t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
+def model_digest(config: HificConfig, state_dict: Dict[str, torch.Tensor]) -> str:
+    """sha256 (hex) over the config and every tensor of a model state dict.
+
+    Two checkpoints share a digest exactly when they would build the same
+    model with the same weights, so a ``.hific`` file can name its decoder.
+    """
+    h = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode())
+    for key in sorted(state_dict):
+        t = state_dict[key]
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()
+
+
+def _inference_state(model: HificModel) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def make_checkpoint(
+    model: HificModel,
+    *,
+    discriminator: Optional[nn.Module] = None,
+    step: int = 0,
+    training_state: Optional[Dict[str, Any]] = None,
+    kind: str = "training",
+) -> Dict[str, Any]:
+    """Assemble the versioned checkpoint dict for ``model``."""
+    state = _inference_state(model)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "kind": kind,
+        "config": config_to_dict(model.config),
+        "step": int(step),
+        "model": state,
+        "model_digest": model_digest(model.config, state),
+        "discriminator": None if discriminator is None else {k: v.detach().cpu() for k, v in discriminator.state_dict().items()},
+        "training_state": training_state,
+    }
+
+
+def save_checkpoint(path: PathLike, checkpoint: Dict[str, Any]) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically (temp file + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return path
+
+
+def _migrate_v0(ckpt: Dict[str, Any]) -> Dict[str, Any]:
+    """The unversioned layout: ``{"config": ..., "state_dict": ...}``."""
+    config = config_from_dict(ckpt["config"])
+    state = ckpt["state_dict"]
+    return {
+        "format": FORMAT,
+        "format_version": 1,
+        "package_version": ckpt.get("package_version", "unknown"),
+        "kind": "training",
+        "config": ckpt["config"],
+        "step": int(ckpt.get("step", 0)),
+        "model": state,
+        "model_digest": model_digest(config, state),
+        "discriminator": ckpt.get("discriminator"),
+        "training_state": None,
+    }
+
+
+# version -> function upgrading a dict of that version to version + 1.
+_MIGRATIONS: Dict[int, Callable[[Dict[str, Any]], Dict[str, Any]]] = {0: _migrate_v0}
+
+
+def _detect_version(ckpt: Any, name: str) -> int:
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{name}: not a hific checkpoint (top level is {type(ckpt).__name__}, not a dict)")
+    if ckpt.get("format") == FORMAT and isinstance(ckpt.get("format_version"), int):
+        return ckpt["format_version"]
+    if "format_version" not in ckpt and "config" in ckpt and "state_dict" in ckpt:
+        return 0
+    raise CheckpointError(f"{name}: not a hific checkpoint (no '{FORMAT}' format marker)")
+
+
+def migrate(ckpt: Dict[str, Any], name: str = "checkpoint") -> Dict[str, Any]:
+    """Upgrade a checkpoint dict of any known version to the current one."""
+    version = _detect_version(ckpt, name)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{name}: checkpoint format version {version} is newer than this hific supports "
+            f"({FORMAT_VERSION}); upgrade hific"
+        )
+    while version < FORMAT_VERSION:
+        try:
+            ckpt = _MIGRATIONS[version](ckpt)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{name}: cannot migrate checkpoint from version {version}: {exc}") from None
+        version = ckpt["format_version"]
+    return ckpt
+
+
+def load_checkpoint(path: PathLike) -> Dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` and migrate it.
+
+    Raises:
+        CheckpointError: for a missing, foreign, corrupt or too-new file.
+    """
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise CheckpointError(f"{name}: no such checkpoint file")
+    if not zipfile.is_zipfile(name):
+        raise CheckpointError(f"{name}: not a readable PyTorch checkpoint (not a zip archive)")
+    try:
+        ckpt = torch.load(name, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
+        detail = lines[0].split(". ")[0].replace("WeightsUnpickler error: ", "") if lines else "unsafe content"
+        raise CheckpointError(f"{name}: refused to load with weights_only=True: {detail}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{name}: not a readable PyTorch checkpoint ({first})") from None
+    ckpt = migrate(ckpt, name)
+    for key in ("config", "model", "model_digest"):
+        if key not in ckpt:
+            raise CheckpointError(f"{name}: checkpoint lacks '{key}'")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: Dict[str, Any], name: str = "checkpoint") -> Tuple[HificModel, str]:
+    """Build the model a checkpoint describes and load its weights.
+
+    Returns the model (CPU, float32, eval mode) and its digest.
+    """
+    try:
+        config = config_from_dict(ckpt["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name}: invalid config: {exc}") from None
+    model = build_model(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{name}: weights do not match config '{config.name}': {first}") from None
+    return model.eval(), ckpt["model_digest"]
+
+
+def discriminator_from_checkpoint(ckpt: Dict[str, Any]) -> Optional[ConditionalDiscriminator]:
+    """Rebuild the discriminator stored in a training checkpoint, if any."""
+    if not ckpt.get("discriminator"):
+        return None
+    d = build_discriminator(config_from_dict(ckpt["config"]))
+    d.load_state_dict(ckpt["discriminator"])
+    return d
+
+
+def load_model(path: PathLike) -> Tuple[HificModel, str]:
+    """Load a checkpoint file and return ``(model, digest)``."""
+    return model_from_checkpoint(load_checkpoint(path), os.fspath(path))
+
+
+def export_checkpoint(src: PathLike, out_dir: PathLike, *, half: bool = False) -> Path:
+    """Write an inference checkpoint into ``out_dir``.
+
+    The entropy models' CDF tables are computed and stored, the discriminator
+    and all training state are dropped, and the file is named
+    ``<preset>-<sha256 prefix>.pt`` after its own bytes.
+
+    Args:
+        src: A training (or inference) checkpoint.
+        out_dir: Destination folder, created if needed.
+        half: Store floating-point weights as float16 (they load as float32).
+    """
+    ckpt = load_checkpoint(src)
+    model, _ = model_from_checkpoint(ckpt, os.fspath(src))
+    model.update(force=True)
+    out = make_checkpoint(model, step=ckpt.get("step", 0), kind="inference")
+    if half:
+        out["model"] = {
+            k: v.half() if v.is_floating_point() and not k.endswith(("_quantized_cdf", "_offset", "_cdf_length")) else v
+            for k, v in out["model"].items()
+        }
+        out["model_digest"] = model_digest(model.config, out["model"])
+    buf = io.BytesIO()
+    torch.save(out, buf)
+    data = buf.getvalue()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{model.config.name}-{hashlib.sha256(data).hexdigest()[:8]}.pt"
+    atomic_write_bytes(path, data)
+    return path
+
+
+def init_checkpoint(preset: str, path: PathLike, seed: int = 0) -> Path:
+    """Write a freshly initialised (untrained) training checkpoint."""
+    torch.manual_seed(seed)
+    config = get_config(preset)
+    model = build_model(config)
+    disc = build_discriminator(config)
+    return save_checkpoint(path, make_checkpoint(model, discriminator=disc))
+
+
+def _cmd_show(args: argparse.Namespace) -> None:
+    ckpt = load_checkpoint(args.checkpoint)
+    params = sum(v.numel() for k, v in ckpt["model"].items() if not k.startswith(("entropy_bottleneck._", "gaussian_conditional.")))
+    print(f"checkpoint   {args.checkpoint}")
+    print(f"format       v{ckpt['format_version']} ({ckpt['kind']}), written by hific {ckpt['package_version']}")
+    print(f"preset       {ckpt['config']['name']}")
+    print(f"model id     {ckpt['config']['name']}:{ckpt['model_digest'][:16]}")
+    print(f"step         {ckpt['step']}")
+    print(f"parameters   {params / 1e6:.2f} M")
+    print(f"discrimin.   {'yes' if ckpt.get('discriminator') else 'no'}")
+    print(f"train state  {'yes' if ckpt.get('training_state') else 'no'}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m hific.checkpoint {init,export,show}``."""
+    parser = argparse.ArgumentParser(prog="python -m hific.checkpoint", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("init", help="write an untrained checkpoint of a preset")
+    p.add_argument("--preset", required=True, choices=list_presets())
+    p.add_argument("-o", "--output", required=True, help="checkpoint path to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p = sub.add_parser("export", help="write an inference checkpoint named after its sha256")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", default="checkpoints", help="output folder (default: checkpoints/)")
+    p.add_argument("--half", action="store_true", help="store weights as float16")
+    p = sub.add_parser("show", help="print what a checkpoint holds")
+    p.add_argument("checkpoint")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "init":
+            if os.path.exists(args.output) and not args.force:
+                raise HificError(f"{args.output} exists; pass --force to overwrite it")
+            print(init_checkpoint(args.preset, args.output, args.seed))
+        elif args.command == "export":
+            print(export_checkpoint(args.checkpoint, args.output, half=args.half))
+        else:
+            _cmd_show(args)
+    except HificError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

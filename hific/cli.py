@@ -1,0 +1,211 @@
+"""``compress.py``: compress photos to ``.hific`` files and back.
+
+Usage::
+
+    python compress.py compress photo.png            # -> photo.hific
+    python compress.py decompress photo.hific        # -> photo.hific.png
+    python compress.py info photo.hific
+
+Inputs may be files, folders or glob patterns. Exit status is 0 when every
+input succeeded, 1 when any failed (one ``error:`` line each), 2 for usage
+errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from tqdm import tqdm
+
+from .coding import Codec, unpack
+from .coding.container import SECTION_NAMES
+from .errors import HificError
+from .fileio import atomic_write_bytes
+from .image_io import read_image, write_png
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
+HIFIC_EXTENSION = ".hific"
+
+
+def _expand(inputs: Sequence[str], extensions: Tuple[str, ...]) -> List[Path]:
+    """Files named directly, files in named folders, and glob matches."""
+    out: List[Path] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            out += sorted(p for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in extensions)
+        elif any(ch in item for ch in "*?[") and not os.path.exists(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise HificError(f"no files match {item!r}")
+            out += matches
+        else:
+            out.append(Path(item))
+    if not out:
+        raise HificError("no input files found")
+    return out
+
+
+def _plan(
+    inputs: List[Path], output: Optional[str], name_for: Callable[[Path], str], force: bool
+) -> List[Tuple[Path, Path]]:
+    """Pair each input with its output path, refusing clashes up front."""
+    if output is None:
+        pairs = [(src, src.parent / name_for(src)) for src in inputs]
+    elif len(inputs) > 1 or output.endswith(("/", os.sep)) or os.path.isdir(output):
+        out_dir = Path(output)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise HificError(f"-o {output}: several inputs need an output folder, but this is a file")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pairs = [(src, out_dir / name_for(src)) for src in inputs]
+    else:
+        pairs = [(inputs[0], Path(output))]
+    resolved_inputs = {src.resolve() for src in inputs}
+    seen: Dict[Path, Path] = {}
+    for src, dst in pairs:
+        key = dst.resolve()
+        if key in resolved_inputs:
+            raise HificError(f"{dst}: refusing to overwrite an input file")
+        if key in seen:
+            raise HificError(f"{seen[key]} and {src} would both be written to {dst}; use separate -o folders")
+        seen[key] = src
+    if not force:
+        for _, dst in pairs:
+            if dst.exists():
+                raise HificError(f"{dst} already exists; pass --force to overwrite it")
+    return pairs
+
+
+def _load_codec(args: argparse.Namespace) -> Codec:
+    from .checkpoint import load_model
+    from .zoo import default_checkpoint
+
+    path = args.checkpoint or default_checkpoint(args.quality)
+    model, digest = load_model(path)
+    return Codec(model, digest, device=args.device)
+
+
+def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc: str) -> int:
+    failures = 0
+    bar = tqdm(pairs, desc=desc, unit="file", disable=len(pairs) < 2, file=sys.stderr)
+    for src, dst in bar:
+        try:
+            tqdm.write(work(src, dst), file=sys.stdout)
+        except HificError as exc:
+            failures += 1
+            tqdm.write(f"error: {exc}", file=sys.stderr)
+        except OSError as exc:  # e.g. an unwritable output folder
+            failures += 1
+            tqdm.write(f"error: {src}: {exc.strerror or exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    pairs = _plan(_expand(args.inputs, IMAGE_EXTENSIONS), args.output, lambda p: p.stem + HIFIC_EXTENSION, args.force)
+    codec = _load_codec(args)
+
+    def work(src: Path, dst: Path) -> str:
+        rgb = read_image(src, notice=lambda msg: tqdm.write(f"note: {msg}", file=sys.stderr))
+        start = time.perf_counter()
+        data = codec.compress(rgb)
+        seconds = time.perf_counter() - start
+        atomic_write_bytes(dst, data)
+        h, w = rgb.shape[:2]
+        size = dst.stat().st_size
+        return f"{src} -> {dst}: {size:,} bytes, {8 * size / (h * w):.4f} bpp ({w}x{h}, {seconds:.2f} s)"
+
+    return _run(pairs, work, "compress")
+
+
+def _read_hific(src: Path) -> bytes:
+    try:
+        return src.read_bytes()
+    except FileNotFoundError:
+        raise HificError(f"{src}: no such file") from None
+    except OSError as exc:
+        raise HificError(f"{src}: cannot read ({exc.strerror})") from None
+
+
+def _cmd_decompress(args: argparse.Namespace) -> int:
+    pairs = _plan(_expand(args.inputs, (HIFIC_EXTENSION,)), args.output, lambda p: p.name + ".png", args.force)
+    codec = _load_codec(args)
+
+    def work(src: Path, dst: Path) -> str:
+        data = _read_hific(src)
+        start = time.perf_counter()
+        try:
+            rgb = codec.decompress(data)
+        except HificError as exc:
+            raise HificError(f"{src}: {exc}") from None
+        seconds = time.perf_counter() - start
+        write_png(dst, rgb)
+        return f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, {seconds:.2f} s)"
+
+    return _run(pairs, work, "decompress")
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    files = _expand(args.inputs, (HIFIC_EXTENSION,))
+
+    def work(src: Path, _: Path) -> str:
+        data = _read_hific(src)
+        try:
+            f = unpack(data)
+        except HificError as exc:
+            raise HificError(f"{src}: {exc}") from None
+        lines = [
+            f"{src}",
+            f"  model     {f.model_id}",
+            f"  size      {f.width}x{f.height}",
+            f"  file      {len(data):,} bytes, {8 * len(data) / (f.width * f.height):.4f} bpp",
+        ]
+        for tag, payload in f.sections:
+            lines.append(f"  section   {SECTION_NAMES.get(tag, f'tag {tag}')}: {len(payload):,} bytes")
+        return "\n".join(lines)
+
+    return _run([(p, p) for p in files], work, "info")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compress.py",
+        description="HiFiC generative image compression: real .hific files at very low bitrates.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("compress", "compress images to .hific files"),
+        ("decompress", "decode .hific files to PNG"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
+        p.add_argument("-o", "--output", help="output file (one input) or folder")
+        p.add_argument("--checkpoint", help="model checkpoint (default: $HIFIC_CHECKPOINT, then the shipped one)")
+        p.add_argument("--quality", default="lo", choices=("lo", "mi", "hi"), help="shipped model to use without --checkpoint")
+        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the transforms run")
+        p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p = sub.add_parser("info", help="print the header of .hific files")
+    p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit status instead of exiting."""
+    args = build_parser().parse_args(argv)
+    commands = {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _cmd_info}
+    try:
+        return commands[args.command](args)
+    except HificError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # e.g. CUDA out of memory: one line, not a traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {first}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

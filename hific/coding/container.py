@@ -1,0 +1,155 @@
+"""The ``.hific`` container: pack and unpack, with strict validation.
+
+The byte layout is documented in ``docs/FORMAT.md``; a golden-bytes test pins
+it. Everything is big-endian. Parsing never allocates from a size it has not
+checked first, and every defect raises :class:`hific.errors.FormatError`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import List, Tuple
+
+from ..errors import FormatError
+from ..limits import MAX_PIXELS, MAX_SIDE
+
+MAGIC = b"HFIC"
+VERSION = 1
+DIGEST_BYTES = 8
+MAX_NAME_BYTES = 64
+MAX_SECTIONS = 16
+
+SECTION_Z = 1
+SECTION_Y = 2
+SECTION_NAMES = {SECTION_Z: "z", SECTION_Y: "y"}
+
+_CRC = struct.Struct(">I")
+_SIZE = struct.Struct(">II")
+_SECTION = struct.Struct(">BI")
+
+
+@dataclass(frozen=True)
+class HificFile:
+    """The parsed contents of a ``.hific`` file.
+
+    Attributes:
+        preset: Name of the config that built the model (e.g. ``hific-lo``).
+        digest: First 8 bytes of the model digest (see :mod:`hific.checkpoint`).
+        height: Original image height in pixels.
+        width: Original image width in pixels.
+        sections: ``(tag, payload)`` pairs in file order.
+    """
+
+    preset: str
+    digest: bytes
+    height: int
+    width: int
+    sections: Tuple[Tuple[int, bytes], ...]
+
+    @property
+    def model_id(self) -> str:
+        """``preset:hexdigest``, the stable id that names the model."""
+        return f"{self.preset}:{self.digest.hex()}"
+
+    def section(self, tag: int) -> bytes:
+        """The payload of the single section with ``tag``."""
+        found = [payload for t, payload in self.sections if t == tag]
+        if len(found) != 1:
+            name = SECTION_NAMES.get(tag, str(tag))
+            raise FormatError(f"corrupt file: expected one '{name}' section, found {len(found)}")
+        return found[0]
+
+
+def check_size(height: int, width: int) -> None:
+    """Refuse image sizes the codec will not allocate for."""
+    if height < 1 or width < 1:
+        raise FormatError(f"invalid image size {width}x{height}")
+    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+        raise FormatError(
+            f"image size {width}x{height} exceeds the limit "
+            f"({MAX_SIDE} px per side, {MAX_PIXELS // 1_000_000} megapixels)"
+        )
+
+
+def pack(f: HificFile) -> bytes:
+    """Serialise ``f``; raises ``ValueError`` for values the format cannot hold."""
+    name = f.preset.encode("ascii")
+    if not 1 <= len(name) <= MAX_NAME_BYTES:
+        raise ValueError(f"preset name must be 1..{MAX_NAME_BYTES} ASCII bytes")
+    if len(f.digest) != DIGEST_BYTES:
+        raise ValueError(f"digest must be {DIGEST_BYTES} bytes")
+    check_size(f.height, f.width)
+    if not 1 <= len(f.sections) <= MAX_SECTIONS:
+        raise ValueError(f"need 1..{MAX_SECTIONS} sections")
+    parts: List[bytes] = [MAGIC, bytes([VERSION, len(name)]), name, f.digest]
+    parts.append(_SIZE.pack(f.height, f.width))
+    parts.append(bytes([len(f.sections)]))
+    for tag, payload in f.sections:
+        if not 0 < tag < 256 or len(payload) >= 1 << 32:
+            raise ValueError("section tag must be 1..255 and payload under 4 GiB")
+        parts.append(_SECTION.pack(tag, len(payload)))
+    parts.extend(payload for _, payload in f.sections)
+    body = b"".join(parts)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+class _Reader:
+    """Bounds-checked sequential reads; running off the end means truncation."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data) - _CRC.size:
+            raise FormatError(f"truncated file: ends inside the {what}")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+
+def unpack(data: bytes) -> HificFile:
+    """Parse and validate a ``.hific`` file.
+
+    Checks, in order: magic, version, header fields and image size, the
+    section table against the file length (truncation or trailing bytes),
+    then the CRC32 over everything before it.
+
+    Raises:
+        FormatError: naming the first defect found.
+    """
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise FormatError("not a .hific file (bad magic bytes)")
+    if len(data) < len(MAGIC) + 1:
+        raise FormatError("truncated file: ends inside the header")
+    version = data[len(MAGIC)]
+    if version != VERSION:
+        raise FormatError(f"unsupported .hific format version {version} (this hific reads version {VERSION})")
+    r = _Reader(data)
+    r.pos = len(MAGIC) + 1
+    name_len = r.take(1, "header")[0]
+    if not 1 <= name_len <= MAX_NAME_BYTES:
+        raise FormatError(f"corrupt header: model name length {name_len}")
+    name = r.take(name_len, "header")
+    if not all(0x21 <= b < 0x7F for b in name):
+        raise FormatError("corrupt header: model name is not printable ASCII")
+    digest = r.take(DIGEST_BYTES, "header")
+    height, width = _SIZE.unpack(r.take(_SIZE.size, "header"))
+    check_size(height, width)
+    count = r.take(1, "header")[0]
+    if not 1 <= count <= MAX_SECTIONS:
+        raise FormatError(f"corrupt header: {count} sections")
+    table = [_SECTION.unpack(r.take(_SECTION.size, "section table")) for _ in range(count)]
+    expected = r.pos + sum(length for _, length in table) + _CRC.size
+    if len(data) < expected:
+        raise FormatError(f"truncated file: {len(data)} bytes, the header announces {expected}")
+    if len(data) > expected:
+        raise FormatError(f"corrupt file: {len(data) - expected} unexpected trailing bytes")
+    (crc,) = _CRC.unpack(data[-_CRC.size :])
+    if zlib.crc32(data[: -_CRC.size]) != crc:
+        raise FormatError("corrupt file: CRC32 mismatch")
+    sections = tuple((tag, r.take(length, "payload")) for tag, length in table)
+    return HificFile(name.decode("ascii"), digest, height, width, sections)

@@ -1,0 +1,331 @@
+"""Frozen dataclass configs and the preset registry.
+
+A :class:`HificConfig` fully describes a model (and how it is trained). It is
+stored inside every checkpoint, so a checkpoint rebuilds its own model. Presets
+are registered under stable string names; the CLIs override single fields with
+:func:`dataclasses.replace`.
+
+The paper presets (``hific-lo``, ``hific-mi``, ``hific-hi``) follow Mentzer et
+al., "High-Fidelity Generative Image Compression", NeurIPS 2020, Table 3a and
+Appendix A.1: a 220-channel latent, a 320-filter mean-scale hyperprior, a
+960-channel generator with 9 residual blocks, and rate targets of 0.14, 0.30
+and 0.45 bpp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Tuple
+
+UPSAMPLE_MODES = ("deconv", "nearest")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the encoder, hyperprior and generator.
+
+    Args:
+        encoder_channels: Five widths: the 7x7 stem, then the four stride-2
+            convolutions (the encoder downsamples by 16).
+        latent_channels: Channels of the latent ``y`` (the paper's ``C_y``).
+        hyper_channels: Filters of the hyper-analysis and hyper-synthesis.
+        hyper_latent_channels: Channels of the hyper-latent ``z``.
+        generator_channels: Width of the generator's residual trunk.
+        residual_blocks: Number of residual blocks in the generator trunk.
+        upsample_channels: Four widths after each 2x upsampling step.
+        upsample: ``"deconv"`` (stride-2 transposed convolutions, as in the
+            paper) or ``"nearest"`` (nearest resize then a 3x3 convolution,
+            which avoids checkerboard artefacts).
+    """
+
+    encoder_channels: Tuple[int, int, int, int, int] = (60, 120, 240, 480, 960)
+    latent_channels: int = 220
+    hyper_channels: int = 320
+    hyper_latent_channels: int = 320
+    generator_channels: int = 960
+    residual_blocks: int = 9
+    upsample_channels: Tuple[int, int, int, int] = (480, 240, 120, 60)
+    upsample: str = "deconv"
+
+    def __post_init__(self) -> None:
+        if len(self.encoder_channels) != 5:
+            raise ValueError("encoder_channels needs 5 widths (stem + 4 downsampling steps)")
+        if len(self.upsample_channels) != 4:
+            raise ValueError("upsample_channels needs 4 widths (one per 2x upsampling step)")
+        widths = (
+            *self.encoder_channels,
+            *self.upsample_channels,
+            self.latent_channels,
+            self.hyper_channels,
+            self.hyper_latent_channels,
+            self.generator_channels,
+        )
+        if any(int(c) <= 0 for c in widths):
+            raise ValueError(f"all channel counts must be positive, got {widths}")
+        if self.residual_blocks < 0:
+            raise ValueError("residual_blocks must be >= 0")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
+
+    @property
+    def latent_stride(self) -> int:
+        """Downsampling factor from the image to ``y``."""
+        return 16
+
+    @property
+    def stride(self) -> int:
+        """Downsampling factor from the image to ``z``; inputs are padded to it."""
+        return 64
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """The conditional discriminator D(x, y_hat).
+
+    Args:
+        scales: Number of image scales (3 by default; 1 matches the paper).
+        channels: Widths of the stride-2 4x4 convolutions at each scale.
+        condition_channels: Channels of the 3x3 projection of ``y_hat`` that
+            is upsampled and concatenated with the image (12 in the paper).
+        spectral_norm: Wrap the convolutions in spectral normalisation.
+    """
+
+    scales: int = 3
+    channels: Tuple[int, ...] = (64, 128, 256, 512)
+    condition_channels: int = 12
+    spectral_norm: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scales < 1:
+            raise ValueError("discriminator scales must be >= 1")
+        if not self.channels or any(c <= 0 for c in self.channels):
+            raise ValueError("discriminator channels must be a non-empty tuple of positive ints")
+        if self.condition_channels <= 0:
+            raise ValueError("condition_channels must be positive")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights and the rate controller (HiFiC Table 3a).
+
+    The rate term is weighted by ``lambda_a`` while the batch bpp is above the
+    target and by ``lambda_b`` below it. During the first
+    ``target_warmup_steps`` the target is multiplied by ``target_warmup_factor``
+    and ``lambda_a`` by ``lambda_warmup_factor``.
+
+    Args:
+        target_bpp: The rate target r_t in bits per pixel.
+        lambda_a: Rate weight above the target.
+        lambda_b: Rate weight below the target.
+        k_m: Weight of the MSE term (MSE on the 0..255 scale).
+        k_p: Weight of the LPIPS term.
+        beta: Weight of the adversarial term for the generator.
+        target_warmup_factor: Multiplier of the target during warm-up.
+        lambda_warmup_factor: Multiplier of ``lambda_a`` during warm-up.
+        target_warmup_steps: Length of the warm-up in steps.
+        perceptual: ``"lpips-alex"``, ``"lpips-squeeze"`` or ``"none"``.
+    """
+
+    target_bpp: float = 0.14
+    lambda_a: float = 2.0
+    lambda_b: float = 2.0**-4
+    k_m: float = 0.075 * 2.0**-5
+    k_p: float = 1.0
+    beta: float = 0.15
+    target_warmup_factor: float = 0.20 / 0.14
+    lambda_warmup_factor: float = 2.0
+    target_warmup_steps: int = 50_000
+    perceptual: str = "lpips-alex"
+
+    def __post_init__(self) -> None:
+        if self.target_bpp <= 0:
+            raise ValueError("target_bpp must be positive")
+        if self.perceptual not in ("lpips-alex", "lpips-squeeze", "none"):
+            raise ValueError(f"unknown perceptual loss {self.perceptual!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by both training stages."""
+
+    batch_size: int = 8
+    crop_size: int = 256
+    learning_rate: float = 1e-4
+    aux_learning_rate: float = 1e-3
+    lr_decay_step: int = 500_000
+    lr_decay_factor: float = 0.1
+    grad_clip: float = 1.0
+    discriminator_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.crop_size % 64 != 0 or self.crop_size <= 0:
+            raise ValueError("crop_size must be a positive multiple of 64")
+        if self.batch_size <= 0:
+            raise ValueError("batch_size must be positive")
+
+
+@dataclass(frozen=True)
+class HificConfig:
+    """Everything needed to rebuild and train a model; stored in checkpoints."""
+
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name.encode("utf-8")) > 64 or not self.name.isascii():
+            raise ValueError("config name must be 1..64 ASCII characters")
+
+
+_REGISTRY: Dict[str, Callable[[], HificConfig]] = {}
+
+
+def register_preset(name: str) -> Callable[[Callable[[], HificConfig]], Callable[[], HificConfig]]:
+    """Decorator registering a zero-argument factory under ``name``."""
+
+    def wrap(factory: Callable[[], HificConfig]) -> Callable[[], HificConfig]:
+        if name in _REGISTRY:
+            raise ValueError(f"preset {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_presets() -> List[str]:
+    """Names of all registered presets, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_config(name: str) -> HificConfig:
+    """Return the preset registered under ``name``.
+
+    Raises:
+        ValueError: if no such preset exists; the message lists the known ones.
+    """
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(list_presets())}") from None
+
+
+# Paper rate regimes: (target bpp, lambda_a), from HiFiC Table 3a.
+_REGIMES = {"lo": (0.14, 2.0**1), "mi": (0.30, 2.0**0), "hi": (0.45, 2.0**-1)}
+
+_SMALL_MODEL = ModelConfig(
+    encoder_channels=(32, 64, 128, 192, 256),
+    latent_channels=128,
+    hyper_channels=128,
+    hyper_latent_channels=128,
+    generator_channels=192,
+    residual_blocks=4,
+    upsample_channels=(128, 64, 32, 16),
+    upsample="nearest",
+)
+
+_SMALL_DISCRIMINATOR = DiscriminatorConfig(scales=3, channels=(32, 64, 128, 256))
+
+
+def _make_regime_presets() -> None:
+    for regime, (target, lam) in _REGIMES.items():
+        loss = LossConfig(target_bpp=target, lambda_a=lam)
+
+        def paper(regime: str = regime, loss: LossConfig = loss) -> HificConfig:
+            return HificConfig(name=f"hific-{regime}", loss=loss)
+
+        def small(regime: str = regime, loss: LossConfig = loss) -> HificConfig:
+            return HificConfig(
+                name=f"hific-small-{regime}",
+                model=_SMALL_MODEL,
+                discriminator=_SMALL_DISCRIMINATOR,
+                loss=loss,
+            )
+
+        register_preset(f"hific-{regime}")(paper)
+        register_preset(f"hific-small-{regime}")(small)
+
+
+_make_regime_presets()
+
+
+@register_preset("hific-tiny")
+def _tiny() -> HificConfig:
+    """A few-thousand-parameter model for tests: seconds on a CPU."""
+    return HificConfig(
+        name="hific-tiny",
+        model=ModelConfig(
+            encoder_channels=(4, 8, 8, 16, 16),
+            latent_channels=8,
+            hyper_channels=8,
+            hyper_latent_channels=8,
+            generator_channels=16,
+            residual_blocks=1,
+            upsample_channels=(16, 8, 8, 4),
+            upsample="deconv",
+        ),
+        discriminator=DiscriminatorConfig(scales=2, channels=(8, 16), condition_channels=4),
+        loss=LossConfig(target_bpp=0.14),
+        train=TrainConfig(batch_size=2, crop_size=64),
+    )
+
+
+def config_to_dict(config: HificConfig) -> Dict[str, Any]:
+    """Plain nested dict of a config (tuples become lists), safe for weights_only loads."""
+
+    def conv(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [conv(v) for v in value]
+        return value
+
+    return {
+        "name": config.name,
+        **{
+            section: {f.name: conv(getattr(getattr(config, section), f.name)) for f in dataclasses.fields(getattr(config, section))}
+            for section in ("model", "discriminator", "loss", "train")
+        },
+    }
+
+
+_SECTIONS = {
+    "model": ModelConfig,
+    "discriminator": DiscriminatorConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+}
+
+
+def config_from_dict(data: Dict[str, Any]) -> HificConfig:
+    """Rebuild a config from :func:`config_to_dict` output.
+
+    Missing fields take their defaults (so older checkpoints keep loading);
+    unknown fields are an error, because silently dropping them would build a
+    different model than the one that was saved.
+    """
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError("config must be a dict with a 'name'")
+    kwargs: Dict[str, Any] = {"name": data["name"]}
+    for section, cls in _SECTIONS.items():
+        values = dict(data.get(section) or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {section} config fields {unknown}; was this written by a newer hific?")
+        for key, value in values.items():
+            if isinstance(value, list):
+                values[key] = tuple(value)
+        kwargs[section] = cls(**values)
+    unknown_sections = sorted(set(data) - set(_SECTIONS) - {"name"})
+    if unknown_sections:
+        raise ValueError(f"unknown config sections {unknown_sections}")
+    return HificConfig(**kwargs)
+
+
+def override(config: HificConfig, section: str, **changes: Any) -> HificConfig:
+    """Return ``config`` with fields of one section replaced (validated again)."""
+    if section not in _SECTIONS:
+        raise ValueError(f"unknown config section {section!r}")
+    new_section = dataclasses.replace(getattr(config, section), **changes)
+    return dataclasses.replace(config, **{section: new_section})

@@ -1,0 +1,99 @@
+"""Reading photos into RGB tensors and writing reconstructions, atomically."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageReadError
+from .fileio import atomic_write_bytes
+from .limits import MAX_PIXELS, MAX_SIDE
+
+PathLike = Union[str, os.PathLike]
+
+
+def _to_rgb8(img: Image.Image, name: str, notice: Optional[Callable[[str], None]]) -> np.ndarray:
+    """Convert any Pillow mode to an HxWx3 uint8 array."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit grey: map 0..65535 onto 0..255 (Pillow's convert() would clip instead).
+        a = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(np.round(a * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=2)
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        a = np.clip(np.round(a * 255.0 if a.max() <= 1.0 else a), 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=2)
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        if notice is not None:
+            notice(f"{name}: alpha channel dropped (the codec stores RGB only)")
+        img = img.convert("RGBA").convert("RGB") if mode != "RGBA" else img.convert("RGB")
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -> np.ndarray:
+    """Read an image file as an ``HxWx3`` uint8 RGB array.
+
+    Handles RGB, RGBA and LA (alpha dropped, with a notice), grayscale,
+    palette, 16-bit and float images, JPEG and PNG; applies the EXIF rotation.
+    The size is checked before the pixels are decoded.
+
+    Args:
+        path: The image file.
+        notice: Called with a human-readable message when information is lost
+            (e.g. an alpha channel); defaults to ``warnings.warn``.
+
+    Raises:
+        ImageReadError: when the file is missing, unreadable or too large.
+    """
+    if notice is None:
+        notice = lambda msg: warnings.warn(msg, stacklevel=3)  # noqa: E731
+    name = os.fspath(path)
+    try:
+        with Image.open(name) as img:
+            w, h = img.size
+            if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+                raise ImageReadError(f"{name}: image size {w}x{h} is outside the supported range")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb8(img, name, notice)
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{name}: is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"{name}: cannot read image ({exc})") from None
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """``HxWx3`` uint8 -> ``[1, 3, H, W]`` float32 in [0, 1]."""
+    return torch.from_numpy(np.require(rgb, np.uint8, ["C", "W"])).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``[1, 3, H, W]`` float in [0, 1] -> ``HxWx3`` uint8 (clamped, rounded)."""
+    x = x.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return x[0].permute(1, 2, 0).cpu().numpy()
+
+
+def write_png(path: PathLike, rgb: np.ndarray) -> None:
+    """Save an ``HxWx3`` uint8 array as a PNG, atomically."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,165 @@
+"""Checkpoint save/load/migrate/export, and refusing what is not one."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hific import checkpoint as ck
+from hific.coding import Codec
+from hific.config import config_to_dict, get_config
+from hific.errors import CheckpointError
+from hific.image_io import to_tensor
+from hific.models import build_discriminator, build_model
+
+
+def _outputs(model, x):
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def test_save_load_gives_identical_outputs(tmp_path, photo: np.ndarray) -> None:
+    torch.manual_seed(3)
+    cfg = get_config("hific-tiny")
+    model, disc = build_model(cfg), build_discriminator(cfg)
+    path = ck.save_checkpoint(tmp_path / "a.pt", ck.make_checkpoint(model, discriminator=disc, step=7))
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "hific-checkpoint" and raw["format_version"] == ck.FORMAT_VERSION
+    assert raw["step"] == 7 and raw["config"] == config_to_dict(cfg) and raw["package_version"]
+    loaded, digest = ck.load_model(path)
+    x = to_tensor(photo[:128, :128])
+    a, b = _outputs(model, x), _outputs(loaded, x)
+    assert torch.equal(a.x_hat, b.x_hat) and torch.equal(a.y_hat, b.y_hat)
+    assert digest == raw["model_digest"] == ck.model_digest(cfg, loaded.state_dict())
+    d2 = ck.discriminator_from_checkpoint(ck.load_checkpoint(path))
+    y_hat = torch.randn(1, 8, 8, 8)
+    disc.eval(), d2.eval()
+    assert torch.equal(disc(x, y_hat)[0], d2(x, y_hat)[0])
+
+
+def test_digest_changes_with_weights(tmp_path) -> None:
+    a = ck.load_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "a.pt", seed=0))
+    b = ck.load_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "b.pt", seed=1))
+    c = ck.load_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "c.pt", seed=0))
+    assert a["model_digest"] != b["model_digest"]
+    assert a["model_digest"] == c["model_digest"]
+
+
+def test_save_is_atomic(tmp_path, monkeypatch) -> None:
+    path = ck.init_checkpoint("hific-tiny", tmp_path / "a.pt")
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        ck.save_checkpoint(path, {"x": 1})
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["a.pt"]
+
+
+def test_refuses_pickled_objects(tmp_path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "hific-checkpoint", "payload": argparse.Namespace(a=1)}, path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        ck.load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "not a readable"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a readable"),
+        (None, "no such checkpoint"),
+    ],
+)
+def test_refuses_foreign_files(tmp_path, content, message) -> None:
+    path = tmp_path / "x.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        ck.load_checkpoint(path)
+
+
+def test_refuses_foreign_dicts_and_newer_versions(tmp_path) -> None:
+    path = tmp_path / "sd.pt"
+    torch.save({"weight": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError, match="not a hific checkpoint"):
+        ck.load_checkpoint(path)
+    ckpt = ck.load_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "a.pt"))
+    ckpt["format_version"] = ck.FORMAT_VERSION + 1
+    ck.save_checkpoint(path, ckpt)
+    with pytest.raises(CheckpointError, match="newer"):
+        ck.load_checkpoint(path)
+
+
+def test_truncated_checkpoint_is_refused(tmp_path) -> None:
+    path = ck.init_checkpoint("hific-tiny", tmp_path / "a.pt")
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(CheckpointError):
+        ck.load_checkpoint(path)
+
+
+def test_weights_of_another_preset_are_refused(tmp_path) -> None:
+    ckpt = ck.load_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "a.pt"))
+    ckpt["config"] = config_to_dict(get_config("hific-small-lo"))
+    with pytest.raises(CheckpointError, match="do not match"):
+        ck.model_from_checkpoint(ckpt)
+
+
+def test_version_0_layout_migrates(tmp_path, photo: np.ndarray) -> None:
+    torch.manual_seed(5)
+    cfg = get_config("hific-tiny")
+    model = build_model(cfg)
+    path = tmp_path / "v0.pt"
+    torch.save({"config": config_to_dict(cfg), "state_dict": model.state_dict()}, path)
+    ckpt = ck.load_checkpoint(path)
+    assert ckpt["format_version"] == ck.FORMAT_VERSION and ckpt["step"] == 0
+    loaded, _ = ck.model_from_checkpoint(ckpt)
+    x = to_tensor(photo[:64, :64])
+    assert torch.equal(_outputs(model, x).x_hat, _outputs(loaded, x).x_hat)
+
+
+def test_export_writes_inference_checkpoint(tmp_path, photo: np.ndarray) -> None:
+    src = ck.init_checkpoint("hific-tiny", tmp_path / "train.pt")
+    out = ck.export_checkpoint(src, tmp_path / "export")
+    data = out.read_bytes()
+    assert out.name == f"hific-tiny-{hashlib.sha256(data).hexdigest()[:8]}.pt"
+    ckpt = ck.load_checkpoint(out)
+    assert ckpt["kind"] == "inference"
+    assert ckpt["discriminator"] is None and ckpt["training_state"] is None
+    assert ckpt["model"]["entropy_bottleneck._quantized_cdf"].numel() > 0
+    assert ckpt["model"]["gaussian_conditional._quantized_cdf"].numel() > 0
+    model, digest = ck.load_model(out)
+    codec = Codec(model, digest)
+    img = np.ascontiguousarray(photo[:96, :96])
+    assert codec.decompress(codec.compress(img)).shape == img.shape
+
+
+def test_export_half_loads_as_float32(tmp_path) -> None:
+    src = ck.init_checkpoint("hific-tiny", tmp_path / "train.pt")
+    out = ck.export_checkpoint(src, tmp_path / "export", half=True)
+    ckpt = ck.load_checkpoint(out)
+    assert ckpt["model"]["g_a.net.0.weight"].dtype == torch.float16
+    model, _ = ck.model_from_checkpoint(ckpt)
+    assert model.g_a.net[0].weight.dtype == torch.float32
+
+
+def test_checkpoint_cli(tmp_path, capsys) -> None:
+    path = tmp_path / "m.pt"
+    assert ck.main(["init", "--preset", "hific-tiny", "-o", str(path)]) == 0
+    assert ck.main(["init", "--preset", "hific-tiny", "-o", str(path)]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert ck.main(["show", str(path)]) == 0
+    assert "hific-tiny" in capsys.readouterr().out
+    assert ck.main(["export", str(path), "-o", str(tmp_path / "out")]) == 0
+    exported = capsys.readouterr().out.strip()
+    assert os.path.basename(exported).startswith("hific-tiny-")
+    assert ck.main(["show", str(tmp_path / "nope.pt")]) == 1
+    assert capsys.readouterr().err.startswith("error:")

@@ -1,0 +1,116 @@
+"""The .hific container: golden bytes and every refusal path."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from hific.coding.container import (
+    MAGIC,
+    SECTION_Y,
+    SECTION_Z,
+    HificFile,
+    pack,
+    unpack,
+)
+from hific.errors import FormatError
+
+GOLDEN = Path(__file__).parent / "expected" / "golden_v1.hific"
+SAMPLE = HificFile("hific-tiny", bytes(range(8)), 5, 3, ((SECTION_Z, b"\x01\x02\x03"), (SECTION_Y, b"hello")))
+
+
+def _with_crc(body: bytes) -> bytes:
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_golden_bytes_pin_the_format() -> None:
+    assert pack(SAMPLE) == GOLDEN.read_bytes()
+    assert unpack(GOLDEN.read_bytes()) == SAMPLE
+
+
+def test_golden_layout_fields() -> None:
+    data = GOLDEN.read_bytes()
+    assert data[:4] == b"HFIC" and data[4] == 1
+    name_len = data[5]
+    assert data[6 : 6 + name_len] == b"hific-tiny"
+    off = 6 + name_len + 8
+    assert struct.unpack(">II", data[off : off + 8]) == (5, 3)
+    assert data[off + 8] == 2
+    assert struct.unpack(">BI", data[off + 9 : off + 14]) == (SECTION_Z, 3)
+    assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
+
+
+def test_model_id() -> None:
+    assert SAMPLE.model_id == "hific-tiny:0001020304050607"
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "bad magic"),
+        (b"PNG\x89" + bytes(40), "bad magic"),
+        (b"HFIC", "truncated"),
+        (b"HFIC\x02" + bytes(40), "version 2"),
+    ],
+)
+def test_refuses_foreign_and_unknown_version(data: bytes, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        unpack(data)
+
+
+def test_refuses_truncation_at_every_length() -> None:
+    data = pack(SAMPLE)
+    for n in range(len(data)):
+        with pytest.raises(FormatError):
+            unpack(data[:n])
+
+
+def test_truncation_and_trailing_bytes_are_named() -> None:
+    data = pack(SAMPLE)
+    with pytest.raises(FormatError, match="truncated"):
+        unpack(data[:-6])
+    with pytest.raises(FormatError, match="trailing"):
+        unpack(data + b"\x00")
+
+
+def test_refuses_crc_mismatch() -> None:
+    data = bytearray(pack(SAMPLE))
+    data[-6] ^= 0x40  # inside the y payload
+    with pytest.raises(FormatError, match="CRC32"):
+        unpack(bytes(data))
+
+
+def test_refuses_absurd_size_before_allocating() -> None:
+    good = pack(SAMPLE)
+    off = 6 + len(b"hific-tiny") + 8
+    body = good[:off] + struct.pack(">II", 100000, 100000) + good[off + 8 : -4]
+    with pytest.raises(FormatError, match="100000x100000 exceeds"):
+        unpack(_with_crc(body))
+
+
+def test_refuses_zero_size_and_bad_section_count() -> None:
+    off = 6 + len(b"hific-tiny") + 8
+    good = pack(SAMPLE)
+    with pytest.raises(FormatError, match="invalid image size"):
+        unpack(_with_crc(good[:off] + struct.pack(">II", 0, 3) + good[off + 8 : -4]))
+    with pytest.raises(FormatError, match="sections"):
+        unpack(_with_crc(good[: off + 8] + b"\x00" + good[off + 9 : -4]))
+
+
+def test_section_lookup_requires_exactly_one() -> None:
+    f = HificFile("hific-tiny", bytes(8), 5, 3, ((SECTION_Z, b"a"),))
+    with pytest.raises(FormatError, match="'y' section"):
+        unpack(pack(f)).section(SECTION_Y)
+
+
+def test_pack_validates_its_input() -> None:
+    with pytest.raises(ValueError):
+        pack(HificFile("", bytes(8), 5, 3, ((1, b""),)))
+    with pytest.raises(ValueError):
+        pack(HificFile("x", bytes(7), 5, 3, ((1, b""),)))
+    with pytest.raises(FormatError):
+        pack(HificFile("x", bytes(8), 0, 3, ((1, b""),)))
+    assert MAGIC == b"HFIC"
