@@ -61,7 +61,6 @@ def _plan(
         out_dir = Path(output)
         if out_dir.exists() and not out_dir.is_dir():
             raise HificError(f"-o {output}: several inputs need an output folder, but this is a file")
-        out_dir.mkdir(parents=True, exist_ok=True)
         pairs = [(src, out_dir / name_for(src)) for src in inputs]
     else:
         pairs = [(inputs[0], Path(output))]
@@ -79,6 +78,12 @@ def _plan(
             if dst.exists():
                 raise HificError(f"{dst} already exists; pass --force to overwrite it")
     return pairs
+
+
+def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
+    """Create output folders only once the run is known to go ahead."""
+    for parent in sorted({dst.parent for _, dst in pairs}):
+        parent.mkdir(parents=True, exist_ok=True)
 
 
 def _load_codec(args: argparse.Namespace) -> Codec:
@@ -108,6 +113,7 @@ def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc
 def _cmd_compress(args: argparse.Namespace) -> int:
     pairs = _plan(_expand(args.inputs, IMAGE_EXTENSIONS), args.output, lambda p: p.stem + HIFIC_EXTENSION, args.force)
     codec = _load_codec(args)
+    _make_output_dirs(pairs)
 
     def work(src: Path, dst: Path) -> str:
         rgb = read_image(src, notice=lambda msg: tqdm.write(f"note: {msg}", file=sys.stderr))
@@ -134,6 +140,7 @@ def _read_hific(src: Path) -> bytes:
 def _cmd_decompress(args: argparse.Namespace) -> int:
     pairs = _plan(_expand(args.inputs, (HIFIC_EXTENSION,)), args.output, lambda p: p.name + ".png", args.force)
     codec = _load_codec(args)
+    _make_output_dirs(pairs)
 
     def work(src: Path, dst: Path) -> str:
         data = _read_hific(src)

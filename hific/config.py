@@ -156,7 +156,6 @@ class TrainConfig:
     lr_decay_step: int = 500_000
     lr_decay_factor: float = 0.1
     grad_clip: float = 1.0
-    discriminator_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.crop_size % 64 != 0 or self.crop_size <= 0:

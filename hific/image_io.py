@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from typing import Callable, Optional, Union
 
@@ -16,6 +17,7 @@ from .fileio import atomic_write_bytes
 from .limits import MAX_PIXELS, MAX_SIDE
 
 PathLike = Union[str, os.PathLike]
+_OWN_SIZE_CHECK = threading.Lock()
 
 
 def _to_rgb8(img: Image.Image, name: str, notice: Optional[Callable[[str], None]]) -> np.ndarray:
@@ -60,13 +62,22 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
         notice = lambda msg: warnings.warn(msg, stacklevel=3)  # noqa: E731
     name = os.fspath(path)
     try:
-        with Image.open(name) as img:
+        with _OWN_SIZE_CHECK:
+            # Pillow's decompression-bomb limit is lifted only while the header is
+            # read: the size check right below replaces it with hific's own limit.
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                img = Image.open(name)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with img:
             w, h = img.size
             if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
-                raise ImageReadError(f"{name}: image size {w}x{h} is outside the supported range")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img.load()
+                raise ImageReadError(
+                    f"{name}: image size {w}x{h} is outside the supported range "
+                    f"(at most {MAX_SIDE} px per side and {MAX_PIXELS // 1_000_000} megapixels)"
+                )
+            img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb8(img, name, notice)
     except ImageReadError:

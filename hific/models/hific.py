@@ -104,12 +104,16 @@ class HificModel(CompressionModel):
             raise ValueError(f"expected images of shape [B, 3, H, W], got {tuple(x.shape)}")
         x_pad, (h, w) = pad_to_multiple(x, self.stride)
         y = self.g_a(x_pad)
-        z = self.h_a(y)
-        _, z_likelihoods = self.entropy_bottleneck(z)
-        z_hat = self.z_hat_from_z(z)
-        means, scales = self.entropy_parameters(z_hat)
-        _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-        y_hat = quantize_ste(y - means) + means
+        # The hyperprior, quantisation and likelihoods always run in float32,
+        # even under autocast: bf16 cannot hold y_hat's integer offsets exactly.
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            y = y.float()
+            z = self.h_a(y)
+            _, z_likelihoods = self.entropy_bottleneck(z)
+            z_hat = self.z_hat_from_z(z)
+            means, scales = self.entropy_parameters(z_hat)
+            _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+            y_hat = quantize_ste(y - means) + means
         x_hat = self.g_s(y_hat)[..., :h, :w]
         bits = sum(torch.log(lik).sum() for lik in (y_likelihoods, z_likelihoods)) / -math.log(2)
         bpp = bits / (x.shape[0] * h * w)
