@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import List
 
@@ -18,6 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("HIFIC_SHARED", REPO.parent / "shared"))
 VAL_DIR = SHARED / "data" / "val"
 TRAIN_DIR = SHARED / "data" / "train"
+LPIPS_DIR = SHARED / "weights" / "lpips"
+LPIPS_FILES = {"alex": "alexnet_features.pth", "squeeze": "squeezenet1_1_features.pth"}
 
 
 def _need(path: Path, what: str) -> Path:
@@ -30,6 +34,39 @@ def _need(path: Path, what: str) -> Path:
 def val_dir() -> Path:
     """The validation photos (86 PNGs) from ../shared/data/val."""
     return _need(VAL_DIR, "validation photos")
+
+
+@pytest.fixture(scope="session")
+def train_dir() -> Path:
+    """The training photos (522 JPEGs) from ../shared/data/train."""
+    return _need(TRAIN_DIR, "training photos")
+
+
+@pytest.fixture(scope="session")
+def lpips_dir() -> Path:
+    """The offline LPIPS backbone weights from ../shared/weights/lpips."""
+    if not all((LPIPS_DIR / f).is_file() for f in LPIPS_FILES.values()):
+        pytest.skip(f"LPIPS backbone weights not found in {LPIPS_DIR} (set HIFIC_SHARED to the shared/ folder)")
+    return LPIPS_DIR
+
+
+@pytest.fixture()
+def block_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> List[str]:
+    """An empty torch hub cache; every download attempt is recorded and fails."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    calls: List[str] = []
+
+    def no_download(url, *args, **kwargs):
+        calls.append(url)
+        raise urllib.error.URLError("downloads are disabled in this test")
+
+    def no_urlopen(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setattr(urllib.request, "urlopen", no_urlopen)
+    return calls
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Training: the two-stage loop, distributed setup, logging and validation."""

@@ -1,0 +1,141 @@
+"""``train.py``: the two-stage HiFiC recipe on image folders.
+
+Examples::
+
+    python train.py --preset hific-small-lo --data DIR --val VAL --stage 1 --steps 20000 --out runs/s1
+    python train.py --data DIR --stage 2 --init runs/s1/last.pt --steps 20000 --out runs/s2
+    python train.py --data DIR --resume runs/s2/last.pt          # continue exactly
+    torchrun --nproc_per_node=8 train.py --preset hific-lo --data /big/images --out runs/lo
+
+Config fields can be overridden with the flags below; the final config is
+stored in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+from ..checkpoint import load_checkpoint
+from ..config import HificConfig, config_from_dict, get_config, list_presets, override
+from ..errors import HificError
+from . import distributed as D
+from .options import RunOptions
+
+# flag -> (config section, field)
+_OVERRIDES = {
+    "batch_size": ("train", "batch_size"),
+    "crop": ("train", "crop_size"),
+    "lr": ("train", "learning_rate"),
+    "lr_decay_step": ("train", "lr_decay_step"),
+    "target_bpp": ("loss", "target_bpp"),
+    "warmup_steps": ("loss", "target_warmup_steps"),
+    "perceptual": ("loss", "perceptual"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
+    p.add_argument("--preset", choices=list_presets(), help="model preset (not needed with --init/--resume)")
+    p.add_argument("--data", required=True, help="training image folder (recursive: jpg/png/webp)")
+    p.add_argument("--val", help="validation image folder")
+    p.add_argument("--out", help="run folder (default: the folder of --resume)")
+    p.add_argument("--stage", type=int, choices=(1, 2), help="1: no GAN; 2: with the GAN (needs --init)")
+    p.add_argument("--steps", type=int, help="steps to train in this stage")
+    p.add_argument("--init", help="stage-1 checkpoint to start stage 2 from")
+    p.add_argument("--resume", help="training checkpoint to continue exactly")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoder and generator")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--val-images", type=int, default=4)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--lpips-weights", help="LPIPS backbone weights file or folder (or $HIFIC_LPIPS_WEIGHTS)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    g = p.add_argument_group("config overrides")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--crop", type=int, help="crop size (multiple of 64)")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--lr-decay-step", type=int)
+    g.add_argument("--target-bpp", type=float)
+    g.add_argument("--warmup-steps", type=int, help="rate-target warm-up length")
+    g.add_argument("--perceptual", choices=("lpips-alex", "lpips-squeeze", "none"))
+    return p
+
+
+def _resolve(args: argparse.Namespace) -> tuple[HificConfig, RunOptions, Optional[Dict[str, Any]]]:
+    """Work out the config, run options and starting checkpoint."""
+    if args.resume and args.init:
+        raise HificError("use either --resume (continue a run) or --init (start stage 2), not both")
+    start = None
+    stage = args.stage
+    if args.resume:
+        start = load_checkpoint(args.resume)
+        state = start.get("training_state")
+        if not state:
+            raise HificError(f"{args.resume} has no training state (an exported checkpoint?); use --init")
+        config = config_from_dict(start["config"])
+        stage = stage or state["stage"]
+        steps = args.steps if args.steps is not None else state.get("stage_steps")
+    elif args.init:
+        start = load_checkpoint(args.init)
+        config = config_from_dict(start["config"])
+        stage = stage or 2
+        steps = args.steps
+    else:
+        if not args.preset:
+            raise HificError("name a --preset (or --init a stage-1 checkpoint, or --resume a run)")
+        if stage == 2:
+            raise HificError("stage 2 starts from a stage-1 checkpoint: pass --init runs/s1/last.pt")
+        config = get_config(args.preset)
+        stage = stage or 1
+        steps = args.steps
+    if args.preset and config.name != args.preset:
+        raise HificError(f"the checkpoint is a '{config.name}' model, not '{args.preset}'")
+    for flag, (section, field) in _OVERRIDES.items():
+        value = getattr(args, flag)
+        if value is not None:
+            config = override(config, section, **{field: value})
+    out = args.out or (str(Path(args.resume).parent) if args.resume else None)
+    if out is None:
+        raise HificError("name a run folder with --out")
+    opts = RunOptions(
+        data=args.data, out=out, stage=stage, steps=steps if steps is not None else 1000, val=args.val,
+        init=args.init, resume=args.resume, device=args.device, amp=args.amp,
+        channels_last=args.channels_last, compile=args.compile, workers=args.workers, seed=args.seed,
+        save_every=args.save_every, val_every=args.val_every, val_images=args.val_images,
+        log_every=args.log_every, lpips_weights=args.lpips_weights, progress=args.progress,
+    )
+    return config, opts, start
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    info = None
+    try:
+        config, opts, start = _resolve(args)
+        info = D.setup(opts.device)
+        from .trainer import Trainer
+
+        trainer = Trainer(config, opts, info, start)
+        summary = trainer.fit()
+        if info.is_main:
+            print(json.dumps(summary))
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except (HificError, ValueError, RuntimeError, FloatingPointError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {first}", file=sys.stderr)
+        return 1
+    finally:
+        D.cleanup()

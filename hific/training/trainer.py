@@ -1,0 +1,312 @@
+"""The two-stage HiFiC training loop, on one device or under DDP.
+
+Stage 1 trains E, G and the hyperprior with rate + MSE + LPIPS. Stage 2
+starts from a stage-1 checkpoint, adds a discriminator trained from scratch,
+and alternates one D step and one G step per batch. The step counter runs on
+across stages, so the rate controller's warm-up and the learning-rate decay
+follow the total number of steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from ..checkpoint import make_checkpoint, save_checkpoint
+from ..config import HificConfig
+from ..data import ImageFolder, build_loader, cycle, find_images
+from ..losses import (
+    RateController,
+    discriminator_loss,
+    generator_objective,
+    perceptual_from_config,
+)
+from ..models import build_discriminator, build_model
+from . import distributed as D
+from .logging import MetricsLogger
+from .options import RunOptions
+from .state import capture_rng, restore_rng
+from .validation import validate
+
+
+class Trainer:
+    """Owns the models, optimisers and loop of one training run.
+
+    Args:
+        config: Model, loss and optimisation config.
+        opts: Run options.
+        info: This process's place in the (possibly distributed) job.
+        start: A checkpoint dict to resume from (``--resume``) or to
+            initialise stage 2 from (``--init``), already loaded.
+    """
+
+    def __init__(self, config: HificConfig, opts: RunOptions, info: D.DistInfo, start: Optional[Dict[str, Any]] = None) -> None:
+        self.config, self.opts, self.info = config, opts, info
+        self.device = info.device
+        self.out = Path(opts.out)
+        resuming = opts.resume is not None
+        torch.manual_seed(opts.seed + info.rank)
+
+        self.model = build_model(config).to(self.device)
+        self.disc = build_discriminator(config).to(self.device) if opts.stage == 2 else None
+        self.step = 0
+        self.stage_start = 0
+        if start is not None:
+            self.model.load_state_dict(start["model"])
+            self.step = self.stage_start = int(start["step"])
+            if resuming and self.disc is not None and start.get("discriminator"):
+                self.disc.load_state_dict(start["discriminator"])
+        if opts.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            if self.disc is not None:
+                self.disc.to(memory_format=torch.channels_last)
+
+        t = config.train
+        self.opt = torch.optim.Adam(self.model.main_parameters(), lr=t.learning_rate)
+        self.aux_opt = torch.optim.Adam(self.model.aux_parameters(), lr=t.aux_learning_rate)
+        self.sched = self._scheduler(self.opt)
+        self.disc_opt = self.disc_sched = None
+        if self.disc is not None:
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=t.learning_rate)
+            self.disc_sched = self._scheduler(self.disc_opt)
+        self.rate = RateController(config.loss)
+        self.epoch = 0
+        self.batches_in_epoch = 0
+        self._saved_step = -1
+        if resuming:
+            self._load_training_state(start["training_state"])
+
+        self.lpips = perceptual_from_config(config.loss.perceptual, opts.lpips_weights)
+        if self.lpips is not None:
+            self.lpips = self.lpips.to(self.device)
+
+        self.ddp_model = self.model
+        self.ddp_disc = self.disc
+        if info.enabled:
+            # The aux loss trains the quantiles without data; they stay out of DDP
+            # and their gradients are averaged by hand in _aux_step.
+            DDP._set_params_and_buffers_to_ignore_for_model(self.model, ["entropy_bottleneck.quantiles"])
+            ids = [info.device.index] if info.device.type == "cuda" else None
+            self.ddp_model = DDP(self.model, device_ids=ids, broadcast_buffers=False)
+            if self.disc is not None:
+                self.ddp_disc = DDP(self.disc, device_ids=ids, broadcast_buffers=False)
+        if opts.compile:
+            self.model.g_a = torch.compile(self.model.g_a)
+            self.model.g_s = torch.compile(self.model.g_s)
+
+        self.dataset = ImageFolder(opts.data, crop_size=t.crop_size, train=True, seed=opts.seed)
+        self.loader = build_loader(
+            self.dataset,
+            t.batch_size,
+            seed=opts.seed,
+            num_workers=opts.workers,
+            device_type=self.device.type,
+            distributed=info.enabled,
+        )
+        self.val_images: List[Path] = []
+        if opts.val:
+            self.val_images = find_images(opts.val)[: opts.val_images]
+        self.logger = MetricsLogger(self.out) if info.is_main else None
+
+    # ------------------------------------------------------------------ setup
+    def _scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.StepLR:
+        t = self.config.train
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_decay_step, gamma=t.lr_decay_factor)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.opts.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _load_training_state(self, state: Dict[str, Any]) -> None:
+        if state is None:
+            raise ValueError("this checkpoint has no training state; use --init to start a stage from it")
+        if state["stage"] != self.opts.stage:
+            raise ValueError(f"checkpoint is from stage {state['stage']}, not stage {self.opts.stage}")
+        self.stage_start = int(state["stage_start"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.aux_opt.load_state_dict(state["aux_optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if self.disc_opt is not None:
+            self.disc_opt.load_state_dict(state["disc_optimizer"])
+            self.disc_sched.load_state_dict(state["disc_scheduler"])
+        self.rate.load_state_dict(state["rate_controller"])
+        self.epoch = int(state["epoch"])
+        self.batches_in_epoch = int(state["batches_in_epoch"])
+        rng = state["rng"]
+        restore_rng(rng[self.info.rank] if self.info.rank < len(rng) else rng[0])
+
+    # ---------------------------------------------------------------- saving
+    def _training_state(self, rng: List[Dict[str, Any]]) -> Dict[str, Any]:
+        return {
+            "stage": self.opts.stage,
+            "stage_start": self.stage_start,
+            "stage_steps": self.opts.steps,
+            "optimizer": self.opt.state_dict(),
+            "aux_optimizer": self.aux_opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "disc_optimizer": self.disc_opt.state_dict() if self.disc_opt else None,
+            "disc_scheduler": self.disc_sched.state_dict() if self.disc_sched else None,
+            "rate_controller": self.rate.state_dict(),
+            "epoch": self.epoch,
+            "batches_in_epoch": self.batches_in_epoch,
+            "rng": rng,
+            "seed": self.opts.seed,
+            "world_size": self.info.world_size,
+        }
+
+    def save(self, collective: bool = True) -> Optional[Path]:
+        """Write ``last.pt`` (and ``step_<n>.pt`` on the save interval) from rank 0.
+
+        With ``collective`` every rank's RNG state is gathered first, so all
+        ranks must call it; the Ctrl-C path saves rank 0's state alone.
+        """
+        rng = [capture_rng()]
+        if collective and self.info.enabled:
+            gathered: List[Any] = [None] * self.info.world_size
+            dist.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if not self.info.is_main:
+            return None
+        ckpt = make_checkpoint(self.model, discriminator=self.disc, step=self.step, training_state=self._training_state(rng))
+        last = save_checkpoint(self.out / "last.pt", ckpt)
+        if self.step % self.opts.save_every == 0:
+            save_checkpoint(self.out / f"step_{self.step}.pt", ckpt)
+        self._saved_step = self.step
+        return last
+
+    # ------------------------------------------------------------------ steps
+    def _aux_step(self) -> float:
+        aux = self.model.aux_loss()
+        self.aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        if self.info.enabled:
+            for p in self.model.aux_parameters():
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad /= self.info.world_size
+        self.aux_opt.step()
+        return float(aux.detach())
+
+    def _disc_step(self, x: torch.Tensor, out) -> float:
+        assert self.disc is not None and self.disc_opt is not None
+        self.disc.train().requires_grad_(True)
+        y_hat = out.y_hat.detach()
+        with self._autocast():
+            logits = self.ddp_disc(torch.cat([x, out.x_hat.detach()]), torch.cat([y_hat, y_hat]))
+        n = x.shape[0]
+        loss = discriminator_loss([lg[:n].float() for lg in logits], [lg[n:].float() for lg in logits])
+        self.disc_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.config.train.grad_clip)
+        self.disc_opt.step()
+        self.disc_sched.step()
+        return float(loss.detach())
+
+    def train_step(self, x: torch.Tensor) -> Dict[str, float]:
+        """One optimisation step on a batch; returns the logged scalars."""
+        x = x.to(self.device, non_blocking=True)
+        if self.opts.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.ddp_model.train()
+        with self._autocast():
+            out = self.ddp_model(x)
+        bpp = float(D.all_reduce_mean(out.bpp.detach().float(), self.info))
+        lam = self.rate.lambda_for(bpp, self.step)
+        logs: Dict[str, float] = {}
+        fake_logits = None
+        if self.disc is not None:
+            logs["d_loss"] = self._disc_step(x, out)
+            self.disc.eval().requires_grad_(False)
+            with self._autocast():
+                fake_logits = [lg.float() for lg in self.disc(out.x_hat, out.y_hat.detach())]
+        with self._autocast():
+            loss, terms = generator_objective(out, x, lam, self.config.loss, self.lpips, fake_logits)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.config.train.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        logs["aux_loss"] = self._aux_step()
+        logs.update(terms)
+        logs.update({"loss": float(loss.detach()), "bpp": bpp, "lambda": lam, "grad_norm": float(grad_norm),
+                     "lr": self.sched.get_last_lr()[0]})
+        return logs
+
+    # ------------------------------------------------------------------- loop
+    def fingerprint(self) -> float:
+        """A float64 sum over all parameters: equal on every rank when in sync."""
+        with torch.no_grad():
+            total = sum(p.detach().double().sum() for p in self.model.parameters())
+            if self.disc is not None:
+                total = total + sum(p.detach().double().sum() for p in self.disc.parameters())
+        return float(total)
+
+    def run_validation(self) -> Optional[Dict[str, float]]:
+        if not self.val_images or not self.info.is_main:
+            return None
+        metrics = validate(self.model, self.val_images, self.device, self.lpips,
+                           save_dir=self.out / "val" / f"step_{self.step}")
+        self.logger.log("val", self.step, metrics)
+        return metrics
+
+    def fit(self) -> Dict[str, Any]:
+        """Train until the stage has run ``opts.steps`` steps. Ctrl-C saves first."""
+        end = self.stage_start + self.opts.steps
+        if self.info.is_main:
+            tqdm.write(self.dataset.summary())
+        bar = tqdm(total=end, initial=self.step, desc=f"stage {self.opts.stage}", unit="step",
+                   disable=not (self.opts.progress and self.info.is_main), dynamic_ncols=True)
+        batches = cycle(self.loader, self.epoch, self.batches_in_epoch)
+        last_val: Optional[Dict[str, float]] = None
+        tick, tick_step = time.perf_counter(), self.step
+        try:
+            while self.step < end:
+                epoch, x = next(batches)
+                if epoch != self.epoch:
+                    self.epoch, self.batches_in_epoch = epoch, 0
+                logs = self.train_step(x)
+                self.step += 1
+                self.batches_in_epoch += 1
+                bar.update(1)
+                if self.step % self.opts.log_every == 0 or self.step == end:
+                    now = time.perf_counter()
+                    logs["steps_per_s"] = (self.step - tick_step) / max(now - tick, 1e-9)
+                    tick, tick_step = now, self.step
+                    bar.set_postfix(loss=f"{logs['loss']:.3f}", bpp=f"{logs['bpp']:.3f}", sps=f"{logs['steps_per_s']:.2f}")
+                    if self.logger:
+                        self.logger.log("train", self.step, logs)
+                    if not math.isfinite(logs["loss"]):
+                        raise FloatingPointError(f"loss is {logs['loss']} at step {self.step}; lower the learning rate")
+                if self.step % self.opts.save_every == 0:
+                    self.save()
+                if self.step % self.opts.val_every == 0:
+                    last_val = self.run_validation()
+                    D.barrier(self.info)
+        except KeyboardInterrupt:
+            bar.close()
+            if self.info.is_main:
+                path = self.save(collective=False)
+                tqdm.write(f"interrupted at step {self.step}; saved {path}")
+            raise
+        bar.close()
+        if self._saved_step != self.step:
+            self.save()
+        if self.step % self.opts.val_every != 0:
+            last_val = self.run_validation()
+        prints = D.all_gather_floats(self.fingerprint(), self.info)
+        summary = {"step": self.step, "rank_fingerprints": prints, "ranks_in_sync": len(set(prints)) == 1,
+                   "val": last_val, "skipped_images": [str(p) for p, _ in self.dataset.skipped]}
+        if self.logger:
+            self.logger.log("summary", self.step, {"ranks_in_sync": summary["ranks_in_sync"],
+                                                   "rank_fingerprints": prints})
+            self.logger.close()
+        D.barrier(self.info)
+        return summary

@@ -1,0 +1,150 @@
+"""Training: both stages change the right parameters, resume is exact, DDP agrees."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+import torch
+from PIL import Image
+
+from hific.checkpoint import load_checkpoint, model_from_checkpoint
+from hific.config import get_config
+from hific.training import distributed as D
+from hific.training.cli import main
+from hific.training.options import RunOptions
+from hific.training.trainer import Trainer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def data_dir(val_images: List[Path], tmp_path: Path) -> Path:
+    """Six real photos, downscaled so tiny-preset steps take milliseconds."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i, src in enumerate(val_images[:6]):
+        with Image.open(src) as img:
+            img.convert("RGB").resize((img.width // 3, img.height // 3), Image.LANCZOS).save(folder / f"p{i}.png")
+    return folder
+
+
+def _opts(data: Path, out: Path, **kw) -> RunOptions:
+    base = dict(data=str(data), out=str(out), steps=3, device="cpu", workers=0, save_every=100, val_every=100,
+                log_every=1, progress=False)
+    base.update(kw)
+    return RunOptions(**base)
+
+
+def _params(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def _changed(before: Dict[str, torch.Tensor], module: torch.nn.Module, prefix: str) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in module.named_parameters() if k.startswith(prefix))
+
+
+def test_stage1_then_stage2_change_generator_and_discriminator(data_dir: Path, tmp_path: Path, lpips_dir: Path) -> None:
+    cfg = get_config("hific-tiny")
+    t1 = Trainer(cfg, _opts(data_dir, tmp_path / "s1", lpips_weights=str(lpips_dir)), D.DistInfo())
+    before = _params(t1.model)
+    summary = t1.fit()
+    assert summary["step"] == 3
+    assert _changed(before, t1.model, "g_s.") and _changed(before, t1.model, "g_a.")
+    assert t1.disc is None
+
+    start = load_checkpoint(tmp_path / "s1" / "last.pt")
+    t2 = Trainer(cfg, _opts(data_dir, tmp_path / "s2", stage=2, init=str(tmp_path / "s1" / "last.pt"),
+                            lpips_weights=str(lpips_dir)), D.DistInfo(), start)
+    assert t2.step == 3 and t2.disc is not None
+    g_before, d_before = _params(t2.model), _params(t2.disc)
+    t2.fit()
+    assert t2.step == 6
+    assert _changed(g_before, t2.model, "g_s.")
+    assert _changed(d_before, t2.disc, "")
+    records = [json.loads(line) for line in (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert len(train) == 3 and all("d_loss" in r and "g_adv" in r for r in train)
+    ckpt = load_checkpoint(tmp_path / "s2" / "last.pt")
+    assert ckpt["discriminator"] and ckpt["training_state"]["stage"] == 2
+
+
+def test_resume_equals_uninterrupted(data_dir: Path, tmp_path: Path) -> None:
+    cfg = get_config("hific-tiny")
+    cfg = type(cfg)(name=cfg.name, model=cfg.model, discriminator=cfg.discriminator,
+                    loss=type(cfg.loss)(perceptual="none", target_warmup_steps=3), train=cfg.train)
+    full = Trainer(cfg, _opts(data_dir, tmp_path / "full", steps=6), D.DistInfo())
+    full.fit()
+
+    half = Trainer(cfg, _opts(data_dir, tmp_path / "half", steps=3), D.DistInfo())
+    half.fit()
+    start = load_checkpoint(tmp_path / "half" / "last.pt")
+    resumed = Trainer(cfg, _opts(data_dir, tmp_path / "half", steps=6, resume=str(tmp_path / "half" / "last.pt")),
+                      D.DistInfo(), start)
+    assert resumed.step == 3
+    resumed.fit()
+    assert resumed.step == full.step == 6
+    for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6), name
+    assert resumed.rate.state_dict() == full.rate.state_dict()
+    assert resumed.opt.state_dict()["state"][0]["step"] == full.opt.state_dict()["state"][0]["step"]
+
+
+def test_corrupt_file_in_data_folder_is_skipped(data_dir: Path, tmp_path: Path, capsys) -> None:
+    (data_dir / "broken.jpg").write_bytes(b"this is not a jpeg")
+    (data_dir / "empty.png").write_bytes(b"")
+    rc = main(["--preset", "hific-tiny", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--steps", "2",
+               "--device", "cpu", "--workers", "0", "--perceptual", "none", "--no-progress"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sorted(Path(p).name for p in summary["skipped_images"]) == ["broken.jpg", "empty.png"]
+    assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_perceptual_loss_refuses_random_backbone(data_dir: Path, tmp_path: Path, block_downloads, monkeypatch,
+                                                 capsys) -> None:
+    monkeypatch.delenv("HIFIC_LPIPS_WEIGHTS", raising=False)
+    rc = main(["--preset", "hific-tiny", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--steps", "1",
+               "--device", "cpu", "--workers", "0", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert "no real LPIPS backbone weights" in err[0] and "--perceptual none" in err[0]
+    assert block_downloads  # torchvision's download was attempted, and failed
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_stage2_without_init_is_refused(data_dir: Path, tmp_path: Path, capsys) -> None:
+    rc = main(["--preset", "hific-tiny", "--data", str(data_dir), "--out", str(tmp_path / "r"), "--stage", "2"])
+    assert rc == 1 and "--init" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_ranks_stay_in_sync(data_dir: Path, tmp_path: Path, lpips_dir: Path) -> None:
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HIFIC_LPIPS_WEIGHTS=str(lpips_dir), PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(REPO / "train.py"), "--preset", "hific-tiny", "--data", str(data_dir),
+           "--out", str(out), "--steps", "3", "--device", "cpu", "--workers", "0", "--no-progress",
+           "--batch-size", "2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
+    assert summary["step"] == 3
+    assert len(summary["rank_fingerprints"]) == 2 and summary["ranks_in_sync"]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["training_state"]["world_size"] == 2 and len(ckpt["training_state"]["rng"]) == 2
+    model, _ = model_from_checkpoint(ckpt)
+    assert sum(p.numel() for p in model.parameters()) > 0
