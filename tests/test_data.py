@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-from hific import data as hd
+import hific.data.images as hd
 from hific.data import (
     CropParams,
     EpochSampler,
@@ -21,6 +21,7 @@ from hific.data import (
     apply_crop,
     build_loader,
     cycle,
+    default_num_workers,
     find_images,
     set_loader_epoch,
 )
@@ -355,7 +356,7 @@ def test_loader_options(photo_dir: Path) -> None:
     assert isinstance(cpu.sampler, EpochSampler)
     cuda = build_loader(ds, 2, seed=0, num_workers=1, device_type="cuda", drop_last=False)
     assert cuda.pin_memory and cuda.persistent_workers and not cuda.drop_last
-    assert build_loader(ds, 2, seed=0).num_workers == hd.default_num_workers()
+    assert build_loader(ds, 2, seed=0).num_workers == default_num_workers()
     with pytest.raises(HificError, match="drop_last=False"):
         build_loader(ds, 7, seed=0, num_workers=0)
     assert len(build_loader(ds, 7, seed=0, num_workers=0, drop_last=False)) == 1

@@ -6,9 +6,6 @@ import dataclasses
 import io
 import json
 import math
-import os
-import urllib.error
-import urllib.request
 import warnings
 from pathlib import Path
 from typing import Dict, List

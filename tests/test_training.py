@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -148,3 +147,30 @@ def test_ddp_two_cpu_ranks_stay_in_sync(data_dir: Path, tmp_path: Path, lpips_di
     assert ckpt["training_state"]["world_size"] == 2 and len(ckpt["training_state"]["rng"]) == 2
     model, _ = model_from_checkpoint(ckpt)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, str(REPO / "train.py"), "--preset", "hific-tiny", "--data", str(data_dir), "--out",
+           str(out), "--steps", "100000", "--device", "cpu", "--workers", "0", "--perceptual", "none",
+           "--log-every", "1", "--save-every", "100000", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        metrics = out / "metrics.jsonl"
+        for _ in range(600):  # wait (up to 60 s) until a few steps have been logged
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted at step" in err
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["step"] >= 3 and ckpt["training_state"]["stage"] == 1

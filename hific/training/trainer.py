@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -196,7 +197,6 @@ class Trainer:
         return float(aux.detach())
 
     def _disc_step(self, x: torch.Tensor, out) -> float:
-        assert self.disc is not None and self.disc_opt is not None
         self.disc.train().requires_grad_(True)
         y_hat = out.y_hat.detach()
         with self._autocast():
@@ -261,7 +261,7 @@ class Trainer:
         """Train until the stage has run ``opts.steps`` steps. Ctrl-C saves first."""
         end = self.stage_start + self.opts.steps
         if self.info.is_main:
-            tqdm.write(self.dataset.summary())
+            tqdm.write(self.dataset.summary(), file=sys.stderr)
         bar = tqdm(total=end, initial=self.step, desc=f"stage {self.opts.stage}", unit="step",
                    disable=not (self.opts.progress and self.info.is_main), dynamic_ncols=True)
         batches = cycle(self.loader, self.epoch, self.batches_in_epoch)
@@ -294,7 +294,7 @@ class Trainer:
             bar.close()
             if self.info.is_main:
                 path = self.save(collective=False)
-                tqdm.write(f"interrupted at step {self.step}; saved {path}")
+                tqdm.write(f"interrupted at step {self.step}; saved {path}", file=sys.stderr)
             raise
         bar.close()
         if self._saved_step != self.step:
