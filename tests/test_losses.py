@@ -307,7 +307,7 @@ def test_load_lpips_rejects_wrong_or_corrupt_file(lpips_dir: Path, tmp_path: Pat
 def test_lpips_backbone_equals_file(net: str, lpips_dir: Path, lpips_models: Dict[str, LPIPSLoss]) -> None:
     model = lpips_models[net]
     ref = torch.load(lpips_dir / FILES[net], map_location="cpu", weights_only=True)
-    got = model.features.state_dict()
+    got = model.backbone_state()
     assert set(got) == set(ref) and len(ref) == {"alex": 10, "squeeze": 50}[net]
     for key, value in ref.items():
         assert torch.equal(got[key], value), key
@@ -334,7 +334,7 @@ def test_lpips_env_var_and_torchvision_cache(
     model = load_lpips("alex")
     assert calls == []
     assert model.weights_source == "torchvision:AlexNet_Weights.IMAGENET1K_V1"
-    assert torch.equal(model.features[10].weight, features["10.weight"])
+    assert torch.equal(model.backbone_state()["10.weight"], features["10.weight"])
 
 
 # Documented in shared/weights/README.md ("Verification"); the squeeze pair also

@@ -1,6 +1,7 @@
 """LPIPS perceptual loss with real, verified backbone weights.
 
-LPIPS (Zhang et al., CVPR 2018, v0.1) compares unit-normalised activations of
+LPIPS (Zhang et al., CVPR 2018, v0.1), computed by the ``lpips`` package's own
+module, compares unit-normalised activations of
 an ImageNet backbone through learned 1x1 "linear heads". The heads ship with
 the ``lpips`` pip package (``lpips/weights/v0.1/{alex,squeeze}.pth``); the
 backbone weights do not, and ``lpips.LPIPS()`` downloads them through
@@ -24,12 +25,12 @@ initialised backbone is never used.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
 import torchvision
@@ -57,33 +58,14 @@ def _fix_hint() -> str:
 
 @dataclass(frozen=True)
 class _NetSpec:
-    builder: Callable[..., nn.Module]
     weights_enum: str
     filename: str
-    head_file: str
-    # Indices into ``features`` after which LPIPS taps an activation (the
-    # ReLU outputs; same slices as lpips.pretrained_networks).
-    taps: Tuple[int, ...]
     min_side: int
 
 
 _NETS: Dict[str, _NetSpec] = {
-    "alex": _NetSpec(
-        builder=torchvision.models.alexnet,
-        weights_enum="AlexNet_Weights",
-        filename="alexnet_features.pth",
-        head_file="alex.pth",
-        taps=(1, 4, 7, 9, 11),
-        min_side=31,
-    ),
-    "squeeze": _NetSpec(
-        builder=torchvision.models.squeezenet1_1,
-        weights_enum="SqueezeNet1_1_Weights",
-        filename="squeezenet1_1_features.pth",
-        head_file="squeeze.pth",
-        taps=(1, 4, 7, 9, 10, 11, 12),
-        min_side=17,
-    ),
+    "alex": _NetSpec(weights_enum="AlexNet_Weights", filename="alexnet_features.pth", min_side=31),
+    "squeeze": _NetSpec(weights_enum="SqueezeNet1_1_Weights", filename="squeezenet1_1_features.pth", min_side=17),
 }
 
 NETS: Tuple[str, ...] = tuple(_NETS)
@@ -180,34 +162,30 @@ def _load_torchvision(net: str) -> Tuple[Dict[str, Tensor], str]:
     return _features_state(obj, f"torchvision {enum}"), f"torchvision:{enum}"
 
 
-def _head_weights(net: str) -> Tuple[Dict[str, Tensor], Path]:
-    """The v0.1 linear heads shipped in the ``lpips`` package (located, not imported)."""
-    spec = importlib.util.find_spec("lpips")
-    if spec is None or not spec.submodule_search_locations:
-        raise PerceptualWeightsError(
-            "the lpips package (which ships the LPIPS linear heads) is not installed; "
-            "pip install lpips==0.1.4, or train with --perceptual none"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "v0.1" / _spec(net).head_file
+def _lpips_module(net: str) -> nn.Module:
+    """``lpips.LPIPS`` (v0.1, with its shipped linear heads) around an uninitialised backbone."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+        import lpips
+    except ImportError:
         raise PerceptualWeightsError(
-            f"cannot read the LPIPS linear heads {path}: {exc}; reinstall lpips==0.1.4"
-        ) from exc
-    return obj, path
+            "the lpips package is not installed; pip install lpips==0.1.4, or train with --perceptual none"
+        ) from None
+    # pnet_rand=True stops lpips from downloading the backbone; every backbone
+    # tensor is overwritten from a real weights file right after.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
 
 
 class LPIPSLoss(nn.Module):
-    """Frozen LPIPS v0.1 distance for images in [0, 1].
+    """Frozen LPIPS v0.1 distance for images in [0, 1], from the ``lpips`` package.
 
-    Inputs are mapped to [-1, 1] and through LPIPS's scaling layer, passed
-    (both images in one batch) through the backbone, and the unit-normalised
-    activations at each tap are compared with the learned linear heads and
-    averaged spatially, exactly as ``lpips.LPIPS(version="0.1")``. All
-    parameters have ``requires_grad=False`` and the module always stays in
-    eval mode; gradients still flow to the inputs. It computes in its own
-    dtype (float32 unless converted) with autocast disabled.
+    Wraps ``lpips.LPIPS(net=..., version="0.1")``: its scaling layer, linear
+    heads (shipped in the package) and forward pass, with the backbone
+    weights loaded strictly from ``backbone_state``. All parameters have
+    ``requires_grad=False`` and the module always stays in eval mode;
+    gradients still flow to the inputs. It computes in float32 with autocast
+    disabled.
 
     Build it with :func:`load_lpips`. The constructor takes an explicit
     backbone state dict, so any random or test backbone is the caller's
@@ -216,12 +194,12 @@ class LPIPSLoss(nn.Module):
     Args:
         net: ``"alex"`` or ``"squeeze"``.
         backbone_state: State dict of torchvision's ``alexnet().features`` or
-            ``squeezenet1_1().features`` (loaded strictly).
+            ``squeezenet1_1().features`` (every tensor must fit).
         source: Where the weights came from; kept in :attr:`weights_source`.
 
     Raises:
         PerceptualWeightsError: if the state dict does not fit the backbone or
-            the linear heads cannot be read.
+            the lpips package is missing.
         LossInputError: if ``net`` is unknown.
     """
 
@@ -231,58 +209,38 @@ class LPIPSLoss(nn.Module):
         self.net = net
         self.weights_source = source
         self.min_side = spec.min_side
-        self._taps = spec.taps
-        with torch.device("meta"):  # no random init: every tensor comes from a file
-            features = spec.builder(weights=None).features[: spec.taps[-1] + 1]
-        features = features.to_empty(device="cpu")
-        state = dict(backbone_state)
-        keep = set(features.state_dict())
-        # Layers after the last tap (alexnet's final max-pool) hold no tensors,
-        # so a full ``features`` state dict matches this truncated one exactly.
+        self.lpips = _lpips_module(net)
+        backbone = self.lpips.net
+        # lpips splits torchvision's ``features`` into slices that keep the
+        # original indices as module names: "3.weight" lives in "slice2.3.weight".
+        slice_of = {idx: name for name, part in backbone.named_children() for idx in part._modules}
+        mapped: Dict[str, Tensor] = {}
+        for key, value in backbone_state.items():
+            idx = key.split(".", 1)[0]
+            if idx not in slice_of:
+                raise PerceptualWeightsError(
+                    f"{source} has tensor {key!r}, which the LPIPS {net!r} backbone does not use. "
+                    f"Is this the file for another network ({spec.filename} expected)? {_fix_hint()}"
+                )
+            mapped[f"{slice_of[idx]}.{key}"] = value
         try:
-            features.load_state_dict(state, strict=True)
+            backbone.load_state_dict(mapped, strict=True)
         except RuntimeError as exc:
             raise PerceptualWeightsError(
-                f"{source} does not fit the LPIPS {net!r} backbone (torchvision "
-                f"{spec.builder.__name__}().features, file {spec.filename}): "
-                f"{str(exc).splitlines()[0]} ... expected {len(keep)} tensors, got {len(state)}. "
-                f"Is this the file for another network? {_fix_hint()}"
+                f"{source} does not fit the LPIPS {net!r} backbone ({spec.filename} expected): "
+                f"{str(exc).splitlines()[0]} ... expected {len(backbone.state_dict())} tensors, got "
+                f"{len(mapped)}. Is this the file for another network? {_fix_hint()}"
             ) from exc
-        self.features = features
-
-        heads, head_path = _head_weights(net)
-        lins: List[nn.Conv2d] = []
-        for i in range(len(spec.taps)):
-            key = f"lin{i}.model.1.weight"
-            w = heads.get(key)
-            if not isinstance(w, Tensor) or w.dim() != 4 or w.shape[0] != 1:
-                raise PerceptualWeightsError(f"{head_path} lacks a valid {key}; reinstall lpips==0.1.4")
-            conv = nn.Conv2d(w.shape[1], 1, 1, bias=False)
-            with torch.no_grad():
-                conv.weight.copy_(w)
-            lins.append(conv)
-        self.lins = nn.ModuleList(lins)
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.eval()
+
+    def backbone_state(self) -> Dict[str, Tensor]:
+        """The backbone tensors under torchvision ``features`` keys (``"3.weight"``)."""
+        return {k.split(".", 1)[1]: v for k, v in self.lpips.net.state_dict().items()}
 
     def train(self, mode: bool = True) -> "LPIPSLoss":
         """Stay in eval mode whatever ``mode`` is (the loss is frozen)."""
         return super().train(False)
-
-    def _activations(self, x: Tensor) -> List[Tensor]:
-        taps = set(self._taps)
-        out: List[Tensor] = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in taps:
-                out.append(x)
-        return out
-
-    @staticmethod
-    def _unit(t: Tensor, eps: float = 1e-10) -> Tensor:
-        return t / (torch.sqrt(torch.sum(t * t, dim=1, keepdim=True)) + eps)
 
     def forward(self, x_hat: Tensor, x: Tensor, per_image: bool = False) -> Tensor:
         """LPIPS distance between two batches of images in [0, 1].
@@ -308,17 +266,10 @@ class LPIPSLoss(nn.Module):
                 f"LPIPS-{self.net} needs images of at least {self.min_side}x{self.min_side} px, "
                 f"got {x.shape[-1]}x{x.shape[-2]}; use larger crops"
             )
-        b = x.shape[0]
-        batch = torch.cat([x_hat, x], dim=0).to(self.shift.dtype)
         # The distance is a difference of nearly equal unit vectors: in bf16
         # it would be mostly rounding noise, so autocast is switched off here.
-        with torch.autocast(device_type=batch.device.type, enabled=False):
-            batch = ((batch * 2.0 - 1.0) - self.shift) / self.scale
-            total = batch.new_zeros(b)
-            for act, lin in zip(self._activations(batch), self.lins):
-                unit = self._unit(act)
-                diff = (unit[:b] - unit[b:]) ** 2
-                total = total + lin(diff).mean(dim=(1, 2, 3))
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            total = self.lpips(x_hat.float(), x.float(), normalize=True).reshape(-1)
         return total if per_image else total.mean()
 
     def extra_repr(self) -> str:
