@@ -149,25 +149,38 @@ def test_ddp_two_cpu_ranks_stay_in_sync(data_dir: Path, tmp_path: Path, lpips_di
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
-@pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+def _run_until_logged(cmd: List[str], env: Dict[str, str], metrics: Path, ignore_sigint: bool) -> subprocess.Popen:
+    """Start a training run and return once it has logged three steps."""
     import signal
     import time
+
+    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=pre)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    out, err = proc.communicate()
+    pytest.fail(f"training did not log 3 steps (exit {proc.returncode}): {err[-2000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigint", "sigint-inherited-ignored", "sigterm"])
+def test_interrupt_saves_a_checkpoint(data_dir: Path, tmp_path: Path, how: str) -> None:
+    import signal
 
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     cmd = [sys.executable, str(REPO / "train.py"), "--preset", "hific-tiny", "--data", str(data_dir), "--out",
            str(out), "--steps", "100000", "--device", "cpu", "--workers", "0", "--perceptual", "none",
            "--log-every", "1", "--save-every", "100000", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A run started in the background by a script inherits SIGINT as ignored; it must still save.
+    proc = _run_until_logged(cmd, env, out / "metrics.jsonl", ignore_sigint=how == "sigint-inherited-ignored")
     try:
-        metrics = out / "metrics.jsonl"
-        for _ in range(600):  # wait (up to 60 s) until a few steps have been logged
-            if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
-                break
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 130, err[-2000:]

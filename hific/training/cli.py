@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -117,10 +119,28 @@ def _resolve(args: argparse.Namespace) -> tuple[HificConfig, RunOptions, Optiona
     return config, opts, start
 
 
+def _interrupt_on_signals() -> None:
+    """Make Ctrl-C and SIGTERM raise KeyboardInterrupt, so the loop saves first.
+
+    A process started in the background by a non-interactive shell (nohup,
+    ``cmd &`` in a script) inherits SIGINT as *ignored*, and Python then keeps
+    it ignored; a scheduler stopping a job sends SIGTERM. Both should save.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     info = None
+    _interrupt_on_signals()
     try:
         config, opts, start = _resolve(args)
         info = D.setup(opts.device)
