@@ -169,3 +169,32 @@ def test_report_in_headless_chromium(report: Path, tmp_path: Path) -> None:
         colours = img.convert("RGB").resize((64, 64)).getcolors(64 * 64)
         assert colours is not None and len(colours) > 20  # the page rendered content, not a blank
     shutil.copy(shot, report / "screenshot.png")
+
+
+def test_several_checkpoints_make_a_curve(val_images: List[Path], lpips_dir: Path, tmp_path: Path) -> None:
+    """Two operating points: each codec gets one matched point per checkpoint."""
+    from hific.checkpoint import init_checkpoint
+
+    fid_dir = lpips_dir.parent / FID_DIR_NAME
+    if not (fid_dir / "inception-2015-12-05.pth").is_file():
+        pytest.skip(f"FID Inception weights not found in {fid_dir}")
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in val_images[:2]:
+        shutil.copy(p, data / p.name)
+    a = init_checkpoint("hific-tiny", tmp_path / "a.pt", seed=0)
+    b = init_checkpoint("hific-tiny", tmp_path / "b.pt", seed=3)
+    out = tmp_path / "report"
+    rc = main(["--checkpoint", str(a), "--checkpoint", str(b), "--data", str(data), "--out", str(out),
+               "--codecs", "jpeg", "--device", "cpu", "--lpips-weights", str(lpips_dir),
+               "--fid-weights", str(fid_dir), "--no-progress", "--crops", "1"])
+    assert rc == 0
+    res = _results(out)
+    assert res["points"] == ["a", "b"]
+    rows = {(r["point"], r["method"]): r for r in res["aggregate"]}
+    assert set(rows) == {("a", "hific"), ("a", "jpeg"), ("b", "hific"), ("b", "jpeg")}
+    for point in ("a", "b"):
+        ours = [r for r in res["per_image"] if r["point"] == point and r["method"] == "hific"]
+        jpeg = [r for r in res["per_image"] if r["point"] == point and r["method"] == "jpeg"]
+        assert [r["target_bpp"] for r in jpeg] == pytest.approx([r["bpp"] for r in ours])
+    assert len(list((out / "crops").glob("*.png"))) == 2  # one sheet per point
