@@ -99,6 +99,7 @@ import torch
 from torch import Tensor
 
 from ..errors import HificError
+from ..weights import locate_weights
 
 PathLike = Union[str, "os.PathLike[str]"]
 Patches = Union[np.ndarray, Sequence[np.ndarray]]
@@ -259,28 +260,14 @@ def find_fid_weights(path: Optional[PathLike] = None) -> Optional[Path]:
         FidWeightsError: if a named path does not exist or a folder lacks the
             file; a wrong path is never skipped silently.
     """
-    if path is not None and str(path) != "":
-        origin, raw = "--fid-weights / weights argument", str(path)
-    else:
-        raw = os.environ.get(ENV_VAR, "")
-        if not raw:
-            return None
-        origin = f"environment variable {ENV_VAR}"
-    p = Path(raw).expanduser()
-    if p.is_dir():
-        for candidate in (p / WEIGHTS_FILENAME, p / "fid" / WEIGHTS_FILENAME):
-            if candidate.is_file():
-                return candidate
-        raise FidWeightsError(
-            f"{origin} names the folder {p}, which has no {WEIGHTS_FILENAME} (nor fid/{WEIGHTS_FILENAME}); "
-            f"point it at the folder holding that file (e.g. ../shared/weights/fid) or at the file itself"
-        )
-    if not p.is_file():
-        raise FidWeightsError(
-            f"{origin} names {p}, which does not exist; point it at {WEIGHTS_FILENAME} "
-            "or at the folder holding it (e.g. ../shared/weights/fid)"
-        )
-    return p
+    return locate_weights(
+        path,
+        env_var=ENV_VAR,
+        option="--fid-weights",
+        filename=WEIGHTS_FILENAME,
+        subfolder="fid",
+        error=FidWeightsError,
+    )
 
 
 def _check_weights_file(path: Path) -> None:

@@ -37,6 +37,7 @@ import torchvision
 from torch import Tensor, nn
 
 from ..errors import HificError
+from ..weights import locate_weights
 from ._checks import LossInputError, check_image_pair
 
 ENV_VAR = "HIFIC_LPIPS_WEIGHTS"
@@ -101,29 +102,15 @@ def find_lpips_weights(net: str = "alex", weights: Optional[PathLike] = None) ->
         LossInputError: if ``net`` is unknown.
     """
     spec = _spec(net)
-    if weights is not None and str(weights) != "":
-        origin, raw = "--lpips-weights / weights argument", str(weights)
-    else:
-        raw = os.environ.get(ENV_VAR, "")
-        if not raw:
-            return None
-        origin = f"environment variable {ENV_VAR}"
-    path = Path(raw).expanduser()
-    if path.is_dir():
-        for candidate in (path / spec.filename, path / "lpips" / spec.filename):
-            if candidate.is_file():
-                return candidate
-        raise PerceptualWeightsError(
-            f"{origin} names the folder {path}, which has no {spec.filename} "
-            f"(nor lpips/{spec.filename}) for LPIPS net {net!r}; point it at the folder holding "
-            f"that file (e.g. ../shared/weights/lpips) or at the .pth file itself"
-        )
-    if not path.is_file():
-        raise PerceptualWeightsError(
-            f"{origin} names {path}, which does not exist; point it at {spec.filename} "
-            "or at the folder holding it (e.g. ../shared/weights/lpips)"
-        )
-    return path
+    return locate_weights(
+        weights,
+        env_var=ENV_VAR,
+        option="--lpips-weights",
+        filename=spec.filename,
+        subfolder="lpips",
+        error=PerceptualWeightsError,
+        what=f" for LPIPS net {net!r}",
+    )
 
 
 def _features_state(obj: object, source: str) -> Dict[str, Tensor]:
