@@ -24,11 +24,11 @@ from ..checkpoint import load_model
 from ..coding import Codec
 from ..data import find_images
 from ..fileio import atomic_write_bytes
-from ..image_io import read_image, to_tensor
+from ..image_io import read_image
 from ..losses import load_lpips
 from .baselines import available_codecs, match_bpp
 from .fid import InceptionFeatures, extract_patches, fid_kid
-from .metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr
+from .metrics import image_metrics
 from .report import save_png
 
 EXTENSIONS = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl", "hevc": ".heic"}
@@ -71,13 +71,7 @@ class _Scorer:
         self.inception = InceptionFeatures(opts.fid_weights)
 
     def image_metrics(self, ref: np.ndarray, rec: np.ndarray) -> Dict[str, float]:
-        with torch.no_grad():
-            lp = float(self.lpips(to_tensor(rec).to(self.device), to_tensor(ref).to(self.device)))
-        return {
-            "psnr": psnr(ref, rec),
-            "ms_ssim": ms_ssim(ref, rec) if min(ref.shape[:2]) >= MS_SSIM_MIN_SIDE else math.nan,
-            "lpips": lp,
-        }
+        return image_metrics(ref, rec, self.lpips, self.device)
 
     def patch_features(self, rgb: np.ndarray) -> Optional[torch.Tensor]:
         patches = extract_patches(rgb)

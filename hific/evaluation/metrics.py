@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -34,3 +35,27 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     ta = torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1)[None].double()
     tb = torch.from_numpy(np.array(b, dtype=np.uint8)).permute(2, 0, 1)[None].double()
     return float(_ms_ssim(ta, tb, data_range=255.0, size_average=True))
+
+
+def image_metrics(
+    ref: np.ndarray,
+    rec: np.ndarray,
+    lpips: Optional[torch.nn.Module] = None,
+    device: Union[str, torch.device] = "cpu",
+) -> Dict[str, float]:
+    """PSNR, MS-SSIM and LPIPS of one reconstruction; NaN where a metric does not apply.
+
+    MS-SSIM is NaN for images under :data:`MS_SSIM_MIN_SIDE` px per side and
+    LPIPS is NaN when no LPIPS module is given.
+    """
+    from ..image_io import to_tensor
+
+    lp = math.nan
+    if lpips is not None:
+        with torch.no_grad():
+            lp = float(lpips(to_tensor(rec).to(device), to_tensor(ref).to(device)))
+    return {
+        "psnr": psnr(ref, rec),
+        "ms_ssim": ms_ssim(ref, rec) if min(ref.shape[:2]) >= MS_SSIM_MIN_SIDE else math.nan,
+        "lpips": lp,
+    }

@@ -12,8 +12,8 @@ import torch
 
 from ..checkpoint import model_digest
 from ..coding import Codec
-from ..evaluation.metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr
-from ..image_io import read_image, to_tensor, write_png
+from ..evaluation.metrics import image_metrics
+from ..image_io import read_image, write_png
 from ..models import HificModel
 
 
@@ -41,14 +41,11 @@ def validate(
         data = codec.compress(rgb)
         rec = codec.decompress(data)
         rows["bpp"].append(8 * len(data) / (rgb.shape[0] * rgb.shape[1]))
-        rows["psnr"].append(psnr(rgb, rec))
-        if min(rgb.shape[:2]) >= MS_SSIM_MIN_SIDE:
-            rows["ms_ssim"].append(ms_ssim(rgb, rec))
-        if lpips is not None:
-            with torch.no_grad():
-                value = lpips(to_tensor(rec).to(device), to_tensor(rgb).to(device))
-            rows["lpips"].append(float(value))
+        for key, value in image_metrics(rgb, rec, lpips, device).items():
+            rows[key].append(value)
         if save_dir is not None and i < save_count:
             save_dir.mkdir(parents=True, exist_ok=True)
             write_png(save_dir / f"{Path(path).stem}.png", rec)
-    return {k: float(np.mean(v)) if v else math.nan for k, v in rows.items()}
+    # Metrics that do not apply to an image (NaN) are left out of its mean.
+    return {k: float(np.mean(f)) if (f := [x for x in v if math.isfinite(x)]) else math.nan
+            for k, v in rows.items()}
