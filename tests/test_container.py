@@ -10,16 +10,29 @@ import pytest
 
 from hific.coding.container import (
     MAGIC,
+    MAX_SUBSTREAMS,
     SECTION_Y,
     SECTION_Z,
     HificFile,
     pack,
+    pack_substreams,
     unpack,
+    unpack_substreams,
 )
 from hific.errors import FormatError
 
 GOLDEN = Path(__file__).parent / "expected" / "golden_v1.hific"
-SAMPLE = HificFile("hific-tiny", bytes(range(8)), 5, 3, ((SECTION_Z, b"\x01\x02\x03"), (SECTION_Y, b"hello")))
+GOLDEN_V2 = Path(__file__).parent / "expected" / "golden_v2.hific"
+SAMPLE = HificFile(
+    "hific-tiny", bytes(range(8)), 5, 3, ((SECTION_Z, b"\x01\x02\x03"), (SECTION_Y, b"hello")), version=1
+)
+SAMPLE_V2 = HificFile(
+    "hific-tiny",
+    bytes(range(8)),
+    5,
+    3,
+    ((SECTION_Z, b"\x01\x02\x03"), (SECTION_Y, pack_substreams([b"hel", b"", b"lo"]))),
+)
 
 
 def _with_crc(body: bytes) -> bytes:
@@ -29,6 +42,40 @@ def _with_crc(body: bytes) -> bytes:
 def test_golden_bytes_pin_the_format() -> None:
     assert pack(SAMPLE) == GOLDEN.read_bytes()
     assert unpack(GOLDEN.read_bytes()) == SAMPLE
+
+
+def test_golden_v2_bytes_pin_the_substream_table() -> None:
+    data = GOLDEN_V2.read_bytes()
+    assert pack(SAMPLE_V2) == data
+    f = unpack(data)
+    assert f == SAMPLE_V2 and f.version == 2 and data[4] == 2
+    payload = f.section(SECTION_Y)
+    # count (2 bytes), three 4-byte lengths, then the streams back to back
+    assert payload == struct.pack(">HIII", 3, 3, 0, 2) + b"hello"
+    assert unpack_substreams(payload) == [b"hel", b"", b"lo"]
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"", "too short"),
+        (b"\x00", "too short"),
+        (struct.pack(">H", 0), "0 y substreams"),
+        (struct.pack(">H", MAX_SUBSTREAMS + 1), "substreams"),
+        (struct.pack(">HI", 2, 1), "inside its substream table"),
+        (struct.pack(">HII", 2, 1, 1) + b"a", "add up to 2 bytes"),
+        (struct.pack(">HII", 2, 1, 1) + b"abc", "add up to 2 bytes"),
+    ],
+)
+def test_substream_table_refusals(payload: bytes, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        unpack_substreams(payload)
+
+
+def test_pack_substreams_validates() -> None:
+    with pytest.raises(ValueError):
+        pack_substreams([])
+    assert unpack_substreams(pack_substreams([b"x"] * 5)) == [b"x"] * 5
 
 
 def test_golden_layout_fields() -> None:
@@ -53,7 +100,8 @@ def test_model_id() -> None:
         (b"", "bad magic"),
         (b"PNG\x89" + bytes(40), "bad magic"),
         (b"HFIC", "truncated"),
-        (b"HFIC\x02" + bytes(40), "version 2"),
+        (b"HFIC\x03" + bytes(40), "version 3"),
+        (b"HFIC\x00" + bytes(40), "version 0"),
     ],
 )
 def test_refuses_foreign_and_unknown_version(data: bytes, message: str) -> None:

@@ -10,16 +10,18 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 from ..errors import FormatError
 from ..limits import MAX_PIXELS, MAX_SIDE
 
 MAGIC = b"HFIC"
-VERSION = 1
+VERSION = 2  # written by this hific
+READABLE_VERSIONS = (1, 2)
 DIGEST_BYTES = 8
 MAX_NAME_BYTES = 64
 MAX_SECTIONS = 16
+MAX_SUBSTREAMS = 4096
 
 SECTION_Z = 1
 SECTION_Y = 2
@@ -28,6 +30,8 @@ SECTION_NAMES = {SECTION_Z: "z", SECTION_Y: "y"}
 _CRC = struct.Struct(">I")
 _SIZE = struct.Struct(">II")
 _SECTION = struct.Struct(">BI")
+_COUNT = struct.Struct(">H")
+_LENGTH = struct.Struct(">I")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class HificFile:
         height: Original image height in pixels.
         width: Original image width in pixels.
         sections: ``(tag, payload)`` pairs in file order.
+        version: Format version: 2 (written by this hific; the ``y`` payload
+            is a table of independently coded substreams) or 1 (one ``y``
+            stream; still read).
     """
 
     preset: str
@@ -47,6 +54,7 @@ class HificFile:
     height: int
     width: int
     sections: Tuple[Tuple[int, bytes], ...]
+    version: int = VERSION
 
     @property
     def model_id(self) -> str:
@@ -83,7 +91,9 @@ def pack(f: HificFile) -> bytes:
     check_size(f.height, f.width)
     if not 1 <= len(f.sections) <= MAX_SECTIONS:
         raise ValueError(f"need 1..{MAX_SECTIONS} sections")
-    parts: List[bytes] = [MAGIC, bytes([VERSION, len(name)]), name, f.digest]
+    if f.version not in READABLE_VERSIONS:
+        raise ValueError(f"cannot write format version {f.version}")
+    parts: List[bytes] = [MAGIC, bytes([f.version, len(name)]), name, f.digest]
     parts.append(_SIZE.pack(f.height, f.width))
     parts.append(bytes([len(f.sections)]))
     for tag, payload in f.sections:
@@ -126,8 +136,11 @@ def unpack(data: bytes) -> HificFile:
     if len(data) < len(MAGIC) + 1:
         raise FormatError("truncated file: ends inside the header")
     version = data[len(MAGIC)]
-    if version != VERSION:
-        raise FormatError(f"unsupported .hific format version {version} (this hific reads version {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(
+            f"unsupported .hific format version {version} (this hific reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; a newer hific may read it)"
+        )
     r = _Reader(data)
     r.pos = len(MAGIC) + 1
     name_len = r.take(1, "header")[0]
@@ -152,4 +165,35 @@ def unpack(data: bytes) -> HificFile:
     if zlib.crc32(data[: -_CRC.size]) != crc:
         raise FormatError("corrupt file: CRC32 mismatch")
     sections = tuple((tag, r.take(length, "payload")) for tag, length in table)
-    return HificFile(name.decode("ascii"), digest, height, width, sections)
+    return HificFile(name.decode("ascii"), digest, height, width, sections, version)
+
+
+def pack_substreams(streams: Sequence[bytes]) -> bytes:
+    """Join independently coded streams into one version-2 ``y`` payload:
+    a 2-byte count ``K``, ``K`` 4-byte lengths, then the streams back to back."""
+    if not 1 <= len(streams) <= MAX_SUBSTREAMS:
+        raise ValueError(f"need 1..{MAX_SUBSTREAMS} substreams, got {len(streams)}")
+    table = b"".join(_LENGTH.pack(len(s)) for s in streams)
+    return _COUNT.pack(len(streams)) + table + b"".join(streams)
+
+
+def unpack_substreams(payload: bytes) -> List[bytes]:
+    """Split a version-2 ``y`` payload into its substreams, checking the table."""
+    if len(payload) < _COUNT.size:
+        raise FormatError("corrupt file: the y section is too short for its substream count")
+    (count,) = _COUNT.unpack_from(payload, 0)
+    if not 1 <= count <= MAX_SUBSTREAMS:
+        raise FormatError(f"corrupt file: {count} y substreams")
+    start = _COUNT.size + count * _LENGTH.size
+    if len(payload) < start:
+        raise FormatError("corrupt file: the y section ends inside its substream table")
+    lengths = [_LENGTH.unpack_from(payload, _COUNT.size + i * _LENGTH.size)[0] for i in range(count)]
+    if start + sum(lengths) != len(payload):
+        raise FormatError(
+            f"corrupt file: the y substreams add up to {sum(lengths)} bytes, the section holds {len(payload) - start}"
+        )
+    out = []
+    for n in lengths:
+        out.append(payload[start : start + n])
+        start += n
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -24,9 +25,13 @@ class ChannelNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        # layer_norm over the last axis of the NHWC view is the same map
+        # ((x - mean) / sqrt(var + eps) * weight + bias, biased variance) as
+        # one fused kernel; on channels_last input the view is free and the
+        # output stays channels_last.
+        c = x.shape[1]
+        out = F.layer_norm(x.permute(0, 2, 3, 1), (c,), self.weight.view(c), self.bias.view(c), self.eps)
+        return out.permute(0, 3, 1, 2)
 
 
 def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, reflect: bool = True) -> nn.Conv2d:
