@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 
 from . import __version__
@@ -192,14 +193,38 @@ def model_from_checkpoint(ckpt: Dict[str, Any], name: str = "checkpoint") -> Tup
         config = config_from_dict(ckpt["config"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{name}: invalid config: {exc}") from None
-    model = build_model(config)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    # Build without allocating weights and adopt the loaded tensors, so a
+    # large model is held once, not twice (random init + loaded copy).
     try:
-        model.load_state_dict(state)
+        model = _adopt_state(config, state)
     except (RuntimeError, KeyError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{name}: weights do not match config '{config.name}': {first}") from None
     return model.eval(), ckpt["model_digest"]
+
+
+def _adopt_state(config: HificConfig, state: Dict[str, torch.Tensor]) -> HificModel:
+    """Build the model on the meta device and adopt ``state``'s tensors.
+
+    The entropy models' CDF buffers have data-dependent sizes (compressai
+    resizes them in its ``load_state_dict``); they are resized here first.
+    If anything is left unset (a tensor the state dict does not hold), the
+    model is built and loaded the ordinary way instead.
+    """
+    with torch.device("meta"):
+        model = build_model(config)
+    for prefix, module in model.named_modules():
+        if isinstance(module, (EntropyBottleneck, GaussianConditional)):
+            for buf_name, buf in module.named_buffers(recurse=False):
+                key = f"{prefix}.{buf_name}"
+                if key in state and buf.shape != state[key].shape:
+                    buf.resize_(state[key].shape)
+    nn.Module.load_state_dict(model, state, strict=True, assign=True)
+    if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
+        model = build_model(config)
+        model.load_state_dict(state)
+    return model
 
 
 def discriminator_from_checkpoint(ckpt: Dict[str, Any]) -> Optional[ConditionalDiscriminator]:

@@ -19,8 +19,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 from tqdm import tqdm
 
 from .coding import Codec, unpack
@@ -87,12 +88,27 @@ def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
 
 
 def _load_codec(args: argparse.Namespace) -> Codec:
+    import torch
+
     from .checkpoint import load_model
     from .zoo import default_checkpoint
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     path = args.checkpoint or default_checkpoint(args.quality)
     model, digest = load_model(path)
-    return Codec(model, digest, device=args.device)
+    codec = Codec(
+        model, digest, device=args.device, precision=args.precision, compile=args.compile,
+        threads=args.threads, tile_budget=int(args.tile_mb * 2**20),
+    )
+    codec.batch_size = args.batch_size or (4 if codec.device.type == "cuda" else 1)
+    return codec
+
+
+def _report(exc: BaseException) -> str:
+    if isinstance(exc, OSError):  # e.g. an unwritable output folder
+        return f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}"
+    return f"error: {exc}"
 
 
 def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc: str) -> int:
@@ -101,12 +117,37 @@ def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc
     for src, dst in bar:
         try:
             tqdm.write(work(src, dst), file=sys.stdout)
-        except HificError as exc:
+        except (HificError, OSError) as exc:
             failures += 1
-            tqdm.write(f"error: {exc}", file=sys.stderr)
-        except OSError as exc:  # e.g. an unwritable output folder
+            tqdm.write(_report(exc) if isinstance(exc, OSError) else f"error: {exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _run_pipeline(
+    pairs: List[Tuple[Path, Path]], results: Iterator, finish: Callable[[Path, Path, object, float], str], desc: str
+) -> int:
+    """Consume a codec pipeline in order: one line per file, one error line per failure."""
+    failures = 0
+    bar = tqdm(total=len(pairs), desc=desc, unit="file", disable=len(pairs) < 2, file=sys.stderr)
+    start = last = time.perf_counter()
+    for (src, dst), result in zip(pairs, results):
+        now = time.perf_counter()
+        try:
+            if isinstance(result, Exception):
+                raise result
+            tqdm.write(finish(src, dst, result, now - last), file=sys.stdout)
+        except (HificError, ValueError, OSError) as exc:
             failures += 1
-            tqdm.write(f"error: {src}: {exc.strerror or exc}", file=sys.stderr)
+            message = _report(exc) if isinstance(exc, OSError) else f"error: {exc}"
+            if str(src) not in message:
+                message = message.replace("error: ", f"error: {src}: ", 1)
+            tqdm.write(message, file=sys.stderr)
+        last = time.perf_counter()
+        bar.update(1)
+    bar.close()
+    if len(pairs) > 1:
+        total = time.perf_counter() - start
+        print(f"{desc}: {len(pairs) - failures} of {len(pairs)} files in {total:.2f} s", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -114,18 +155,27 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     pairs = _plan(_expand(args.inputs, IMAGE_EXTENSIONS), args.output, lambda p: p.stem + HIFIC_EXTENSION, args.force)
     codec = _load_codec(args)
     _make_output_dirs(pairs)
+    sizes: List[Tuple[int, int]] = []
 
-    def work(src: Path, dst: Path) -> str:
-        rgb = read_image(src, notice=lambda msg: tqdm.write(f"note: {msg}", file=sys.stderr))
-        start = time.perf_counter()
-        data = codec.compress(rgb)
-        seconds = time.perf_counter() - start
+    def images() -> Iterator[object]:
+        for src, _ in pairs:
+            try:
+                rgb = read_image(src, notice=lambda msg: tqdm.write(f"note: {msg}", file=sys.stderr))
+                sizes.append(rgb.shape[:2])
+                yield rgb
+            except HificError as exc:
+                sizes.append((0, 0))
+                yield exc
+
+    def finish(src: Path, dst: Path, data: object, seconds: float) -> str:
+        assert isinstance(data, bytes)
         atomic_write_bytes(dst, data)
-        h, w = rgb.shape[:2]
+        h, w = sizes[pairs.index((src, dst))]
         size = dst.stat().st_size
-        return f"{src} -> {dst}: {size:,} bytes, {8 * size / (h * w):.4f} bpp ({w}x{h}, {seconds:.2f} s)"
+        timing = f", {seconds:.2f} s" if len(pairs) == 1 else ""
+        return f"{src} -> {dst}: {size:,} bytes, {8 * size / (h * w):.4f} bpp ({w}x{h}{timing})"
 
-    return _run(pairs, work, "compress")
+    return _run_pipeline(pairs, codec.compress_many(images()), finish, "compress")
 
 
 def _read_hific(src: Path) -> bytes:
@@ -142,18 +192,20 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     codec = _load_codec(args)
     _make_output_dirs(pairs)
 
-    def work(src: Path, dst: Path) -> str:
-        data = _read_hific(src)
-        start = time.perf_counter()
-        try:
-            rgb = codec.decompress(data)
-        except HificError as exc:
-            raise HificError(f"{src}: {exc}") from None
-        seconds = time.perf_counter() - start
-        write_png(dst, rgb)
-        return f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, {seconds:.2f} s)"
+    def files() -> Iterator[object]:
+        for src, _ in pairs:
+            try:
+                yield _read_hific(src)
+            except HificError as exc:
+                yield exc
 
-    return _run(pairs, work, "decompress")
+    def finish(src: Path, dst: Path, rgb: object, seconds: float) -> str:
+        assert isinstance(rgb, np.ndarray)
+        write_png(dst, rgb)
+        timing = f", {seconds:.2f} s" if len(pairs) == 1 else ""
+        return f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}{timing})"
+
+    return _run_pipeline(pairs, codec.decompress_many(files()), finish, "decompress")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -195,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quality", default="lo", choices=("lo", "mi", "hi"), help="shipped model to use without --checkpoint")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the transforms run")
         p.add_argument("--force", action="store_true", help="overwrite existing output files")
+        p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                       help="transform precision (auto: bf16 on CUDA, fp32 on the CPU); the stream never depends on it")
+        p.add_argument("--compile", action="store_true", help="torch.compile the generator (pays off on long GPU runs)")
+        p.add_argument("--threads", type=int, default=0, help="CPU threads for the transforms and the rANS substreams (default: all available)")
+        p.add_argument("--batch-size", type=int, default=0, help="images of equal size transformed together (default: 4 on CUDA, 1 on the CPU)")
+        p.add_argument("--tile-mb", type=float, default=160, help="memory budget (MiB) per activation tensor; larger images are processed in tiles (0: never tile)")
     p = sub.add_parser("info", help="print the header of .hific files")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
     return parser

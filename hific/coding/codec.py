@@ -23,7 +23,17 @@ import copy
 import math
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Callable,
+    Deque,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 import torch
@@ -32,7 +42,17 @@ from torch import Tensor
 from ..errors import CheckpointMismatchError, HificError
 from ..image_io import to_tensor
 from ..models import HificModel, pad_to_multiple
-from .container import SECTION_Y, SECTION_Z, HificFile, check_size, pack, pack_substreams, unpack, unpack_substreams
+from ..models.fold import fold_for_inference
+from .container import (
+    SECTION_Y,
+    SECTION_Z,
+    HificFile,
+    check_size,
+    pack,
+    pack_substreams,
+    unpack,
+    unpack_substreams,
+)
 from .entropy import LatentCoder, _in_inference_mode
 from .tiling import DEFAULT_BUDGET, Tiler, to_uint8_hwc
 
@@ -83,6 +103,9 @@ class Codec:
             larger images are processed in tiles. 0 never tiles.
         batch_size: Images of equal size transformed together by
             :meth:`compress_many` / :meth:`decompress_many`.
+        fold: Fold the generator's foldable ChannelNorm affine maps into the
+            next convolution (:mod:`hific.models.fold`); the stream does not
+            depend on it.
     """
 
     def __init__(
@@ -96,6 +119,7 @@ class Codec:
         threads: int = 0,
         tile_budget: int = DEFAULT_BUDGET,
         batch_size: int = 1,
+        fold: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
@@ -112,6 +136,8 @@ class Codec:
             raise ValueError("model_digest must have at least 16 hex digits")
         if model.entropy_bottleneck._offset.numel() == 0 or model.gaussian_conditional._offset.numel() == 0:
             model.update(force=True)
+        if fold:
+            fold_for_inference(model)
         # The parts that pick the CDFs (the scale branch and the entropy
         # models) stay on the CPU in float32; with an accelerator they are
         # copied so the transforms can move. The mean branch only shifts the
@@ -155,7 +181,8 @@ class Codec:
         with torch.inference_mode():
             with _single_thread():
                 scales = self._h_s_scale(z_hat.cpu())
-            means = self._h_s_mean(z_hat.to(self.device)).float().cpu()
+            with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # full fp32 on CUDA too
+                means = self._h_s_mean(z_hat.to(self.device)).float().cpu()
         return means, scales
 
     def _latent_shapes(self, height: int, width: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
@@ -173,6 +200,13 @@ class Codec:
 
     @staticmethod
     def _as_tensor(image: Union[np.ndarray, Tensor]) -> Tensor:
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"expected an HxWx3 uint8 RGB array, got {image.dtype} of shape {image.shape}")
+            if 0 in image.shape:
+                raise ValueError(f"empty image of shape {image.shape}")
+        elif not isinstance(image, Tensor):
+            raise ValueError(f"expected an RGB array or tensor, got {type(image).__name__}")
         x = to_tensor(image) if isinstance(image, np.ndarray) else image.float()
         if x.dim() != 4 or x.shape[:2] != (1, 3):
             raise ValueError(f"expected one RGB image, got shape {tuple(x.shape)}")
@@ -183,8 +217,8 @@ class Codec:
         """E and h_a for a batch [B, 3, H, W]; returns CPU float32 (y, z)."""
         x_pad, _ = pad_to_multiple(x, self.model.stride)
         rows, cols = (v // (self.model.stride // 4) for v in x_pad.shape[-2:])
-        if x.shape[0] == 1 and self._tiled(rows, cols):
-            y = self.tiler.analysis(x_pad, self._run)
+        if self._tiled(rows, cols):
+            y = torch.cat([self.tiler.analysis(x_pad[i : i + 1], self._run) for i in range(x.shape[0])])
         else:
             y = self._run(self.model.g_a, x_pad).float()
         # h_a runs in float32 like in training (its output is rounded).
@@ -216,9 +250,12 @@ class Codec:
         return self._code_z(y, z, *x.shape[-2:])()
 
     @torch.inference_mode()
-    def compress_many(self, images: Iterable[Union[np.ndarray, Tensor]]) -> Iterator[Union[bytes, Exception]]:
+    def compress_many(
+        self, images: Iterable[Union[np.ndarray, Tensor, Exception]]
+    ) -> Iterator[Union[bytes, Exception]]:
         """Compress images in order, yielding each file's bytes (or the
-        ``HificError``/``ValueError`` for that image).
+        ``HificError``/``ValueError`` for that image; an exception given in
+        place of an image is passed through).
 
         Consecutive images of equal size go through E together (up to
         ``batch_size``), and the rANS coding of one batch runs in a background
@@ -276,9 +313,11 @@ class Codec:
     def _synthesize(self, y_hat: Tensor, sizes: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
         """G for a batch of latents of equal shape; one uint8 image per size."""
         rows, cols = y_hat.shape[-2:]
-        if y_hat.shape[0] == 1 and self._tiled(rows, cols):
-            height, width = sizes[0]
-            return [self.tiler.synthesis(y_hat, self._run, np.empty((height, width, 3), np.uint8))]
+        if self._tiled(rows, cols):
+            return [
+                self.tiler.synthesis(y_hat[i : i + 1], self._run, np.empty((h, w, 3), np.uint8))
+                for i, (h, w) in enumerate(sizes)
+            ]
         x_hat = self._run(self._g_s, y_hat)
         return [to_uint8_hwc(x_hat[i, :, :h, :w]) for i, (h, w) in enumerate(sizes)]
 
@@ -294,9 +333,9 @@ class Codec:
         return self._synthesize(y_hat, [(f.height, f.width)])[0]
 
     @torch.inference_mode()
-    def decompress_many(self, files: Iterable[bytes]) -> Iterator[Union[np.ndarray, Exception]]:
+    def decompress_many(self, files: Iterable[Union[bytes, Exception]]) -> Iterator[Union[np.ndarray, Exception]]:
         """Decode files in order, yielding each image (or the ``HificError``
-        for that file).
+        for that file; an exception given in place of a file is passed through).
 
         The rANS decoding of the next batch runs in a background thread while
         the current one is synthesised; consecutive files of equal size are
@@ -355,6 +394,9 @@ def _batches(items: Iterable, prepare: Callable, size: int, key: Callable = lamb
     batch: List = []
     batch_key = None
     for raw in items:
+        if isinstance(raw, Exception):  # e.g. an unreadable input, reported in its place
+            batch.append(raw)
+            continue
         try:
             item = prepare(raw)
         except (HificError, ValueError) as exc:

@@ -34,6 +34,7 @@ _OVERRIDES = {
     "lr": ("train", "learning_rate"),
     "lr_decay_step": ("train", "lr_decay_step"),
     "target_bpp": ("loss", "target_bpp"),
+    "lambda_a": ("loss", "lambda_a"),
     "warmup_steps": ("loss", "target_warmup_steps"),
     "perceptual": ("loss", "perceptual"),
 }
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-decay-step", type=int)
     g.add_argument("--target-bpp", type=float)
     g.add_argument("--warmup-steps", type=int, help="rate-target warm-up length")
+    g.add_argument("--lambda-a", type=float, help="rate weight while the batch bpp is above the target (HiFiC's lambda_a)")
     g.add_argument("--perceptual", choices=("lpips-alex", "lpips-squeeze", "none"))
     return p
 
