@@ -119,10 +119,19 @@ def test_full_size_photo_round_trip(
 # --------------------------------------------------------------------------- checkpoints
 
 
+def _without_shipped_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a checkout without checkpoints/ (or with HIFIC_CHECKPOINT unset and nothing shipped)."""
+    from hific import zoo
+
+    monkeypatch.delenv(zoo.ENV_VAR, raising=False)
+    monkeypatch.setattr(zoo, "SHIPPED", {})
+
+
 @pytest.mark.parametrize("command", ["compress", "decompress"])
 def test_no_checkpoint_is_one_clear_error(
-    command: str, one_crop: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    command: str, one_crop: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _without_shipped_checkpoints(monkeypatch)
     target = one_crop
     if command == "decompress":
         target = tmp_path / "x.hific"
@@ -366,7 +375,8 @@ def test_usage_errors_exit_2(argv: List[str], capsys) -> None:
     assert "usage:" in err
 
 
-def test_refused_run_creates_no_output_folder(one_crop: Path, tmp_path: Path, capsys) -> None:
+def test_refused_run_creates_no_output_folder(one_crop: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    _without_shipped_checkpoints(monkeypatch)
     out = tmp_path / "out" / "deep"
     second = shutil.copy(one_crop, tmp_path / "second.png")
     # No checkpoint: the run is refused before anything is written.

@@ -13,14 +13,18 @@ from hific.errors import CheckpointMismatchError
 from hific.image_io import to_tensor
 
 
-def test_decoded_latent_equals_forward_y_hat(tiny_codec: Codec, photo: np.ndarray) -> None:
+def test_decoded_latent_equals_forward_y_hat(tiny_codec: Codec, tiny_ckpt, photo: np.ndarray) -> None:
     data = tiny_codec.compress(photo)
     y_hat, f = tiny_codec.decode_latent(data)
+    fresh, _ = load_model(tiny_ckpt)
     with torch.no_grad():
-        out = tiny_codec.model(to_tensor(photo))
+        out = fresh(to_tensor(photo))
     assert (f.height, f.width) == photo.shape[:2]
     assert y_hat.shape == out.y_hat.shape
-    assert torch.equal(y_hat, out.y_hat)
+    # Same symbols (a wrong one is off by >= 1); the means differ from the
+    # training-layout forward pass by at most float rounding, because the
+    # codec feeds the hyper-synthesis a contiguous z_hat on one thread.
+    assert (y_hat - out.y_hat).abs().max().item() <= 1e-5
 
 
 def test_real_bytes_track_the_estimated_rate(tiny_codec: Codec, photo: np.ndarray) -> None:

@@ -2,11 +2,11 @@
 
 The transforms (E, h_a, G) run on the device the caller picks, on CUDA under
 autocast (bf16 by default) with ``channels_last``. The entropy parameters
-(the hyper-synthesis output that selects the CDFs) are always computed on the
-CPU in float32, single-threaded, in both directions: the stream depends on
-them bit for bit, so they must not depend on the device, the dtype or the
-thread count. A file encoded on a GPU therefore decodes to the same latent on
-a CPU, and back.
+(the hyper-synthesis means and scales) are always computed on the CPU in
+float32, single-threaded, in both directions: the stream and the decoded
+latent depend on them bit for bit, so they must not depend on the device, the
+dtype or the thread count. A file encoded on a GPU therefore decodes to the
+same latent, bit for bit, on a CPU, and back.
 
 y is coded as independent row-band substreams (format version 2), decoded in
 parallel threads. Images too large for the memory budget are analysed and
@@ -138,18 +138,17 @@ class Codec:
             model.update(force=True)
         if fold:
             fold_for_inference(model)
-        # The parts that pick the CDFs (the scale branch and the entropy
-        # models) stay on the CPU in float32; with an accelerator they are
-        # copied so the transforms can move. The mean branch only shifts the
-        # reconstruction (y_hat = symbols + mean), never the stream, so it
-        # runs with the transforms, in float32.
-        parts = [model.h_s_scale, model.entropy_bottleneck, model.gaussian_conditional]
+        # The entropy parameters (both hyper-synthesis branches) and the
+        # entropy models stay on the CPU in float32; with an accelerator they
+        # are copied so the transforms can move. The scales pick the CDFs and
+        # the means define y_hat = symbol + mean, so computing both the same
+        # way everywhere makes the decoded latent bit-identical on any device.
+        parts = [model.h_s_mean, model.h_s_scale, model.entropy_bottleneck, model.gaussian_conditional]
         if self.device.type != "cpu":
             parts = [copy.deepcopy(m).cpu() for m in parts]
-        for transform in (model.g_a, model.h_a, model.g_s, model.h_s_mean):
+        for transform in (model.g_a, model.h_a, model.g_s):
             transform.to(self.device, memory_format=torch.channels_last)
-        self._h_s_mean = model.h_s_mean
-        self._h_s_scale, bottleneck, conditional = parts
+        self._h_s_mean, self._h_s_scale, bottleneck, conditional = parts
         self.coder = LatentCoder(bottleneck, conditional, threads=threads)
         self._g_s: Callable[[Tensor], Tensor] = model.g_s
         if compile:
@@ -175,15 +174,12 @@ class Codec:
         return bool(self.tile_budget) and self.tiler.needs_tiling(rows, cols)
 
     def _entropy_parameters(self, z_hat: Tensor) -> Tuple[Tensor, Tensor]:
-        """(means, scales) of y, CPU float32. The scales select the CDFs, so
-        they are computed single-threaded on the CPU, the same everywhere."""
-        z_hat = z_hat.float()
-        with torch.inference_mode():
-            with _single_thread():
-                scales = self._h_s_scale(z_hat.cpu())
-            with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # full fp32 on CUDA too
-                means = self._h_s_mean(z_hat.to(self.device)).float().cpu()
-        return means, scales
+        """(means, scales) of y: CPU, float32, one thread, the same everywhere."""
+        with torch.inference_mode(), _single_thread():
+            # One memory layout too: a channels_last z_hat (from a
+            # channels_last h_a) would pick other conv kernels.
+            z_hat = z_hat.float().cpu().contiguous()
+            return self._h_s_mean(z_hat), self._h_s_scale(z_hat)
 
     def _latent_shapes(self, height: int, width: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
         cfg = self.model.config.model
@@ -223,7 +219,7 @@ class Codec:
             y = self._run(self.model.g_a, x_pad).float()
         # h_a runs in float32 like in training (its output is rounded).
         z = self.model.h_a(y.to(self.device).contiguous(memory_format=torch.channels_last))
-        return y.cpu(), z.float().cpu()
+        return y.cpu().contiguous(), z.float().cpu().contiguous()
 
     def _code_z(self, y: Tensor, z: Tensor, height: int, width: int) -> Callable[[], bytes]:
         """Code z and derive the entropy parameters (here, on this thread);
