@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointMismatchError, HificError
-from ..image_io import to_tensor
+from ..image_io import to_tensor, to_uint8
 from ..models import HificModel, pad_to_multiple
 from ..models.fold import fold_for_inference
 from .container import (
@@ -54,7 +54,7 @@ from .container import (
     unpack_substreams,
 )
 from .entropy import LatentCoder, _in_inference_mode
-from .tiling import DEFAULT_BUDGET, Tiler, to_uint8_hwc
+from .tiling import DEFAULT_BUDGET, Tiler
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -315,7 +315,7 @@ class Codec:
                 for i, (h, w) in enumerate(sizes)
             ]
         x_hat = self._run(self._g_s, y_hat)
-        return [to_uint8_hwc(x_hat[i, :, :h, :w]) for i, (h, w) in enumerate(sizes)]
+        return [to_uint8(x_hat[i : i + 1, :, :h, :w]) for i, (h, w) in enumerate(sizes)]
 
     @torch.inference_mode()
     def decompress(self, data: bytes) -> np.ndarray:

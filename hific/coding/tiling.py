@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..image_io import to_uint8
 from ..models.encoder import Encoder
 from ..models.layers import ResidualBlock
 
@@ -317,7 +318,7 @@ class Tiler:
         height, width = out.shape[:2]
         y0, x0 = r0 * s, c0 * s
         img = img[:, : height - y0, : width - x0]
-        out[y0 : y0 + img.shape[1], x0 : x0 + img.shape[2]] = to_uint8_hwc(img)
+        out[y0 : y0 + img.shape[1], x0 : x0 + img.shape[2]] = to_uint8(img.unsqueeze(0))
 
     def synthesis(self, y_hat: Tensor, run: Run, out: np.ndarray, mode: str = "") -> np.ndarray:
         """Decode ``y_hat`` [1, C, h, w] into ``out`` (an ``H x W x 3`` uint8
@@ -348,8 +349,3 @@ class Tiler:
 def _out_channels(module: nn.Module) -> int:
     convs = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     return convs[-1].out_channels
-
-
-def to_uint8_hwc(img: Tensor) -> np.ndarray:
-    """[3, H, W] float in [0, 1] (any device/dtype) -> H x W x 3 uint8."""
-    return img.float().clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
