@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from .coding import Codec, unpack
 from .coding.container import SECTION_NAMES
+from .coding.tiling import DEFAULT_BUDGET
 from .errors import HificError
 from .fileio import atomic_write_bytes
 from .image_io import read_image, write_png
@@ -119,7 +120,7 @@ def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc
             tqdm.write(work(src, dst), file=sys.stdout)
         except (HificError, OSError) as exc:
             failures += 1
-            tqdm.write(_report(exc) if isinstance(exc, OSError) else f"error: {exc}", file=sys.stderr)
+            tqdm.write(_report(exc), file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -138,7 +139,7 @@ def _run_pipeline(
             tqdm.write(finish(src, dst, result, now - last), file=sys.stdout)
         except (HificError, ValueError, OSError) as exc:
             failures += 1
-            message = _report(exc) if isinstance(exc, OSError) else f"error: {exc}"
+            message = _report(exc)
             if str(src) not in message:
                 message = message.replace("error: ", f"error: {src}: ", 1)
             tqdm.write(message, file=sys.stderr)
@@ -155,22 +156,21 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     pairs = _plan(_expand(args.inputs, IMAGE_EXTENSIONS), args.output, lambda p: p.stem + HIFIC_EXTENSION, args.force)
     codec = _load_codec(args)
     _make_output_dirs(pairs)
-    sizes: List[Tuple[int, int]] = []
+    sizes: Dict[Path, Tuple[int, int]] = {}
 
     def images() -> Iterator[object]:
-        for src, _ in pairs:
+        for src, dst in pairs:
             try:
                 rgb = read_image(src, notice=lambda msg: tqdm.write(f"note: {msg}", file=sys.stderr))
-                sizes.append(rgb.shape[:2])
+                sizes[dst] = rgb.shape[:2]
                 yield rgb
             except HificError as exc:
-                sizes.append((0, 0))
                 yield exc
 
     def finish(src: Path, dst: Path, data: object, seconds: float) -> str:
         assert isinstance(data, bytes)
         atomic_write_bytes(dst, data)
-        h, w = sizes[pairs.index((src, dst))]
+        h, w = sizes[dst]
         size = dst.stat().st_size
         timing = f", {seconds:.2f} s" if len(pairs) == 1 else ""
         return f"{src} -> {dst}: {size:,} bytes, {8 * size / (h * w):.4f} bpp ({w}x{h}{timing})"
@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--compile", action="store_true", help="torch.compile the generator (pays off on long GPU runs)")
         p.add_argument("--threads", type=int, default=0, help="CPU threads for the transforms and the rANS substreams (default: all available)")
         p.add_argument("--batch-size", type=int, default=0, help="images of equal size transformed together (default: 4 on CUDA, 1 on the CPU)")
-        p.add_argument("--tile-mb", type=float, default=160, help="memory budget (MiB) per activation tensor; larger images are processed in tiles (0: never tile)")
+        p.add_argument("--tile-mb", type=float, default=DEFAULT_BUDGET / 2**20,
+                       help="memory budget (MiB) per activation tensor; larger images are processed in tiles (0: never tile)")
     p = sub.add_parser("info", help="print the header of .hific files")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
     return parser
