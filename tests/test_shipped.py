@@ -69,6 +69,13 @@ def test_unshipped_quality_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
                 zoo.default_checkpoint(quality)
 
 
+def _compress_py(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run compress.py as a user would, without $HIFIC_CHECKPOINT overriding the shipped default."""
+    env = {k: v for k, v in os.environ.items() if k != zoo.ENV_VAR}
+    return subprocess.run([sys.executable, str(REPO / "compress.py"), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
 def measure_regression(quality: str, photos: List[Path], lpips_weights: Path, workdir: Path) -> Dict[str, Any]:
     """Code ``photos`` to real files and back with ``compress.py --quality``; per-photo bpp, mean LPIPS/PSNR.
 
@@ -83,12 +90,9 @@ def measure_regression(quality: str, photos: List[Path], lpips_weights: Path, wo
     src.mkdir()
     for path in photos:
         shutil.copy(path, src / path.name)
-    env = {k: v for k, v in os.environ.items() if k != zoo.ENV_VAR}
-    run = [sys.executable, str(REPO / "compress.py")]
     for cmd in (["compress", str(src), "-o", str(workdir / "coded")],
                 ["decompress", str(workdir / "coded"), "-o", str(workdir / "out")]):
-        done = subprocess.run(run + cmd + ["--quality", quality], capture_output=True, text=True, env=env,
-                              timeout=600)
+        done = _compress_py(*cmd, "--quality", quality)
         assert done.returncode == 0, done.stderr
 
     lpips = load_lpips("alex", lpips_weights)
@@ -127,15 +131,12 @@ def test_shipped_default_works_from_the_command_line_without_flags(tmp_path: Pat
     # A smooth synthetic picture, so this runs without ../shared too.
     yy, xx = np.mgrid[0:200, 0:300]
     photo = np.stack([xx * 255 // 299, yy * 255 // 199, (xx + yy) * 255 // 498], axis=-1).astype(np.uint8)
-    env = {k: v for k, v in os.environ.items() if k != zoo.ENV_VAR}
     src = tmp_path / "photo.png"
     Image.fromarray(photo).save(src)
-    run = [sys.executable, str(REPO / "compress.py")]
-    done = subprocess.run(run + ["compress", str(src)], capture_output=True, text=True, env=env, timeout=300)
+    done = _compress_py("compress", str(src), timeout=300)
     assert done.returncode == 0, done.stderr
     assert "bpp" in done.stdout and (tmp_path / "photo.hific").is_file()
-    done = subprocess.run(run + ["decompress", str(tmp_path / "photo.hific")], capture_output=True, text=True,
-                          env=env, timeout=300)
+    done = _compress_py("decompress", str(tmp_path / "photo.hific"), timeout=300)
     assert done.returncode == 0, done.stderr
     back = np.asarray(Image.open(tmp_path / "photo.hific.png"))
     assert back.shape == photo.shape and psnr(back, photo) > 15

@@ -327,19 +327,30 @@ BAD_IMAGES = {
 }
 
 
+def _batch_images() -> list[np.ndarray]:
+    """Two pairs of equal-size images: with batch_size=2 each pair is one batch."""
+    return [_image(40, 50, 0), _image(40, 50, 1), _image(70, 30, 2), _image(70, 30, 3)]
+
+
+@pytest.fixture()
+def batch_codec(tiny_ckpt) -> Codec:
+    """The tiny codec with batch_size=2, on one intra-op thread (conftest restores it):
+    with OpenMP workers spinning beside the codec's background threads, a busy
+    2-core machine runs the batch tests 20x slower; ordering and batching do not
+    depend on it."""
+    torch.set_num_threads(1)
+    model, digest = load_model(tiny_ckpt)
+    return Codec(model, digest, batch_size=2)
+
+
 @pytest.mark.parametrize(
     "bad_kind, position", [("rgba", 1), ("empty", 4), ("passed-through", 0)]
 )
 def test_compress_many_in_batches(
-    tiny_ckpt, monkeypatch: pytest.MonkeyPatch, position: int, bad_kind: str
+    batch_codec: Codec, monkeypatch: pytest.MonkeyPatch, position: int, bad_kind: str
 ) -> None:
-    # One intra-op thread (conftest restores it): with OpenMP workers spinning
-    # beside the codec's background threads, a busy 2-core machine runs this
-    # test 20x slower; ordering and batching do not depend on it.
-    torch.set_num_threads(1)
-    model, digest = load_model(tiny_ckpt)
-    codec = Codec(model, digest, batch_size=2)
-    good = [_image(40, 50, 0), _image(40, 50, 1), _image(70, 30, 2), _image(70, 30, 3)]
+    codec = batch_codec
+    good = _batch_images()
     items = _with_bad(good, BAD_IMAGES[bad_kind](), position)
     expected = [codec.compress(image) for image in good]
 
@@ -367,23 +378,10 @@ def _corrupt(data: bytes) -> bytes:
     "bad_kind, position", [("corrupt", 1), ("truncated", 4), ("passed-through", 0)]
 )
 def test_decompress_many_in_batches(
-    tiny_ckpt, monkeypatch: pytest.MonkeyPatch, position: int, bad_kind: str
+    batch_codec: Codec, monkeypatch: pytest.MonkeyPatch, position: int, bad_kind: str
 ) -> None:
-    # One intra-op thread (conftest restores it): with OpenMP workers spinning
-    # beside the codec's background threads, a busy 2-core machine runs this
-    # test 20x slower; ordering and batching do not depend on it.
-    torch.set_num_threads(1)
-    model, digest = load_model(tiny_ckpt)
-    codec = Codec(model, digest, batch_size=2)
-    files = [
-        codec.compress(image)
-        for image in (
-            _image(40, 50, 0),
-            _image(40, 50, 1),
-            _image(70, 30, 2),
-            _image(70, 30, 3),
-        )
-    ]
+    codec = batch_codec
+    files = [codec.compress(image) for image in _batch_images()]
     bad_item = {
         "corrupt": _corrupt(files[2]),
         "truncated": files[1][:-9],
