@@ -19,8 +19,8 @@ Saves are atomic. Older layouts are migrated on load by the functions in
 ``_MIGRATIONS``; version 0 is the unversioned ``{"config", "state_dict"}``
 dict that a plain ``torch.save`` of a model would produce.
 
-Run ``python -m hific.checkpoint --help`` for the ``init``, ``export`` and
-``show`` commands.
+Run ``python -m hific.checkpoint --help`` for the ``init``, ``export``,
+``average`` and ``show`` commands.
 """
 
 from __future__ import annotations
@@ -255,11 +255,78 @@ def export_checkpoint(src: PathLike, out_dir: PathLike, *, half: bool = False) -
     """
     ckpt = load_checkpoint(src)
     model, _ = model_from_checkpoint(ckpt, os.fspath(src))
+    return _write_inference(model, ckpt.get("step", 0), out_dir, half=half)
+
+
+def _is_cdf_table(key: str) -> bool:
+    return key.endswith(("_quantized_cdf", "_offset", "_cdf_length"))
+
+
+def average_states(checkpoints: List[Dict[str, Any]], names: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Average the model weights of several checkpoints of one run.
+
+    Every floating-point tensor is the mean of its values across the
+    checkpoints (computed in float64); the entropy models' CDF tables are
+    the last checkpoint's, and must be recomputed from the averaged weights
+    (:func:`average_checkpoints` does) before the result can code. Averaging the generator over the last few thousand
+    GAN steps damps the oscillation of adversarial training (Polyak
+    averaging, as in the weight EMA of GAN generators).
+
+    Returns a checkpoint dict (the last one's config and step) holding the
+    averaged model and nothing else. Raises CheckpointError if fewer than
+    two are given or they are not the same preset with the same tensors.
+    """
+    names = names or [f"checkpoint {i + 1}" for i in range(len(checkpoints))]
+    if len(checkpoints) < 2:
+        raise CheckpointError("averaging needs at least two checkpoints")
+    first = checkpoints[-1]
+    for ckpt, name in zip(checkpoints, names):
+        # The architecture must agree; loss and schedule settings may differ
+        # (a run resumed with --target-bpp, say), and the last one's are kept.
+        if [ckpt["config"].get(k) for k in ("name", "model")] != [first["config"].get(k) for k in ("name", "model")]:
+            raise CheckpointError(
+                f"{name}: a '{ckpt['config'].get('name')}' model with another architecture than {names[-1]}; "
+                "average checkpoints of one run only"
+            )
+    state: Dict[str, torch.Tensor] = {}
+    for key, ref in first["model"].items():
+        if _is_cdf_table(key):
+            state[key] = ref
+            continue
+        for ckpt, name in zip(checkpoints, names):
+            t = ckpt["model"].get(key)
+            if t is None or t.shape != ref.shape:
+                raise CheckpointError(f"{name}: tensor {key} is missing or has another shape")
+        if ref.is_floating_point():
+            total = sum(c["model"][key].double() for c in checkpoints)
+            state[key] = (total / len(checkpoints)).to(ref.dtype)
+        else:
+            state[key] = ref
+    out = dict(first)
+    out.update(model=state, discriminator=None, training_state=None)
+    return out
+
+
+def average_checkpoints(sources: List[PathLike], out_dir: PathLike, *, half: bool = False) -> Path:
+    """Average several checkpoints of one run and export the result.
+
+    The output is an inference checkpoint like :func:`export_checkpoint`'s,
+    named ``<preset>-<sha256 prefix>.pt``, with CDF tables for the averaged
+    weights. Its step is the last source's.
+    """
+    names = [os.fspath(s) for s in sources]
+    avg = average_states([load_checkpoint(s) for s in sources], names)
+    model, _ = model_from_checkpoint(avg, "averaged checkpoint")
+    return _write_inference(model, avg.get("step", 0), out_dir, half=half)
+
+
+def _write_inference(model: HificModel, step: int, out_dir: PathLike, *, half: bool) -> Path:
+    """Compute the CDF tables and write ``model`` as ``<preset>-<sha8>.pt``."""
     model.update(force=True)
-    out = make_checkpoint(model, step=ckpt.get("step", 0), kind="inference")
+    out = make_checkpoint(model, step=step, kind="inference")
     if half:
         out["model"] = {
-            k: v.half() if v.is_floating_point() and not k.endswith(("_quantized_cdf", "_offset", "_cdf_length")) else v
+            k: v.half() if v.is_floating_point() and not _is_cdf_table(k) else v
             for k, v in out["model"].items()
         }
         out["model_digest"] = model_digest(model.config, out["model"])
@@ -296,7 +363,7 @@ def _cmd_show(args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m hific.checkpoint {init,export,show}``."""
+    """``python -m hific.checkpoint {init,export,average,show}``."""
     parser = argparse.ArgumentParser(prog="python -m hific.checkpoint", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("init", help="write an untrained checkpoint of a preset")
@@ -306,6 +373,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p = sub.add_parser("export", help="write an inference checkpoint named after its sha256")
     p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", default="checkpoints", help="output folder (default: checkpoints/)")
+    p.add_argument("--half", action="store_true", help="store weights as float16")
+    p = sub.add_parser("average", help="average the weights of several checkpoints of one run and export the result")
+    p.add_argument("checkpoints", nargs="+")
     p.add_argument("-o", "--output", default="checkpoints", help="output folder (default: checkpoints/)")
     p.add_argument("--half", action="store_true", help="store weights as float16")
     p = sub.add_parser("show", help="print what a checkpoint holds")
@@ -318,6 +389,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(init_checkpoint(args.preset, args.output, args.seed))
         elif args.command == "export":
             print(export_checkpoint(args.checkpoint, args.output, half=args.half))
+        elif args.command == "average":
+            print(average_checkpoints(args.checkpoints, args.output, half=args.half))
         else:
             _cmd_show(args)
     except HificError as exc:

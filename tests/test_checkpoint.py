@@ -151,6 +151,42 @@ def test_export_half_loads_as_float32(tmp_path) -> None:
     assert model.g_a.net[0].weight.dtype == torch.float32
 
 
+def test_average_is_the_mean_of_the_weights_and_codes(tmp_path, photo: np.ndarray) -> None:
+    a = ck.init_checkpoint("hific-tiny", tmp_path / "a.pt", seed=1)
+    b = ck.init_checkpoint("hific-tiny", tmp_path / "b.pt", seed=2)
+    wa = ck.load_checkpoint(a)["model"]["g_a.net.0.weight"]
+    wb = ck.load_checkpoint(b)["model"]["g_a.net.0.weight"]
+    assert not torch.equal(wa, wb)
+    out = ck.average_checkpoints([a, b], tmp_path / "avg")
+    assert out.name == f"hific-tiny-{hashlib.sha256(out.read_bytes()).hexdigest()[:8]}.pt"
+    ckpt = ck.load_checkpoint(out)
+    assert ckpt["kind"] == "inference" and ckpt["discriminator"] is None and ckpt["training_state"] is None
+    torch.testing.assert_close(ckpt["model"]["g_a.net.0.weight"], (wa + wb) / 2, rtol=0, atol=1e-7)
+    # The CDF tables belong to the averaged weights: the same as exporting a
+    # training checkpoint that holds those weights directly.
+    model, _ = ck.model_from_checkpoint(ckpt)
+    direct = ck.save_checkpoint(tmp_path / "direct.pt", ck.make_checkpoint(model))
+    ref = ck.load_checkpoint(ck.export_checkpoint(direct, tmp_path / "ref"))
+    for key in ("entropy_bottleneck._quantized_cdf", "gaussian_conditional._quantized_cdf"):
+        assert torch.equal(ckpt["model"][key], ref["model"][key])
+    model, digest = ck.load_model(out)
+    codec = Codec(model, digest)
+    img = np.ascontiguousarray(photo[:96, :96])
+    assert codec.decompress(codec.compress(img)).shape == img.shape
+
+
+def test_average_refuses_one_checkpoint_or_mixed_models(tmp_path) -> None:
+    a = ck.load_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "a.pt"))
+    with pytest.raises(CheckpointError, match="at least two"):
+        ck.average_states([a])
+    other = dict(a, config=dict(a["config"], model=dict(a["config"]["model"], latent_channels=7)))
+    with pytest.raises(CheckpointError, match="another architecture"):
+        ck.average_states([other, a], ["x.pt", "y.pt"])
+    # Loss settings may differ within a run (resumed with --target-bpp).
+    relaxed = dict(a, config=dict(a["config"], loss=dict(a["config"]["loss"], target_bpp=0.5)))
+    assert ck.average_states([relaxed, a])["config"] == a["config"]
+
+
 def test_checkpoint_cli(tmp_path, capsys) -> None:
     path = tmp_path / "m.pt"
     assert ck.main(["init", "--preset", "hific-tiny", "-o", str(path)]) == 0
@@ -161,5 +197,9 @@ def test_checkpoint_cli(tmp_path, capsys) -> None:
     assert ck.main(["export", str(path), "-o", str(tmp_path / "out")]) == 0
     exported = capsys.readouterr().out.strip()
     assert os.path.basename(exported).startswith("hific-tiny-")
+    assert ck.main(["average", str(path), str(path), "-o", str(tmp_path / "avg")]) == 0
+    assert os.path.basename(capsys.readouterr().out.strip()).startswith("hific-tiny-")
+    assert ck.main(["average", str(path), "-o", str(tmp_path / "avg")]) == 1
+    assert "at least two" in capsys.readouterr().err
     assert ck.main(["show", str(tmp_path / "nope.pt")]) == 1
     assert capsys.readouterr().err.startswith("error:")
