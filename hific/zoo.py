@@ -12,7 +12,7 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 ENV_VAR = "HIFIC_CHECKPOINT"
 
 # quality -> file name in checkpoints/. Filled in as trained models ship.
-SHIPPED: Dict[str, str] = {"lo": "hific-small-lo-1bdc0929.pt"}
+SHIPPED: Dict[str, str] = {"lo": "hific-small-lo-d5f4f9d0.pt"}
 
 HOW_TO_GET_ONE = (
     "train one with train.py (see README: Training), or create an untrained one with "
