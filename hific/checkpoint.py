@@ -268,9 +268,10 @@ def average_states(checkpoints: List[Dict[str, Any]], names: Optional[List[str]]
     Every floating-point tensor is the mean of its values across the
     checkpoints (computed in float64); the entropy models' CDF tables are
     the last checkpoint's, and must be recomputed from the averaged weights
-    (:func:`average_checkpoints` does) before the result can code. Averaging the generator over the last few thousand
-    GAN steps damps the oscillation of adversarial training (Polyak
-    averaging, as in the weight EMA of GAN generators).
+    (:func:`average_checkpoints` does) before the result can code.
+    Averaging the generator over the last few thousand GAN steps damps the
+    oscillation of adversarial training (Polyak averaging, as in the weight
+    EMA of GAN generators).
 
     Returns a checkpoint dict (the last one's config and step) holding the
     averaged model and nothing else. Raises CheckpointError if fewer than
@@ -279,17 +280,17 @@ def average_states(checkpoints: List[Dict[str, Any]], names: Optional[List[str]]
     names = names or [f"checkpoint {i + 1}" for i in range(len(checkpoints))]
     if len(checkpoints) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
-    first = checkpoints[-1]
+    last = checkpoints[-1]
     for ckpt, name in zip(checkpoints, names):
         # The architecture must agree; loss and schedule settings may differ
         # (a run resumed with --target-bpp, say), and the last one's are kept.
-        if [ckpt["config"].get(k) for k in ("name", "model")] != [first["config"].get(k) for k in ("name", "model")]:
+        if [ckpt["config"].get(k) for k in ("name", "model")] != [last["config"].get(k) for k in ("name", "model")]:
             raise CheckpointError(
                 f"{name}: a '{ckpt['config'].get('name')}' model with another architecture than {names[-1]}; "
                 "average checkpoints of one run only"
             )
     state: Dict[str, torch.Tensor] = {}
-    for key, ref in first["model"].items():
+    for key, ref in last["model"].items():
         if _is_cdf_table(key):
             state[key] = ref
             continue
@@ -302,7 +303,7 @@ def average_states(checkpoints: List[Dict[str, Any]], names: Optional[List[str]]
             state[key] = (total / len(checkpoints)).to(ref.dtype)
         else:
             state[key] = ref
-    out = dict(first)
+    out = dict(last)
     out.update(model=state, discriminator=None, training_state=None)
     return out
 
@@ -315,7 +316,13 @@ def average_checkpoints(sources: List[PathLike], out_dir: PathLike, *, half: boo
     weights. Its step is the last source's.
     """
     names = [os.fspath(s) for s in sources]
-    avg = average_states([load_checkpoint(s) for s in sources], names)
+    if len(sources) < 2:
+        raise CheckpointError("averaging needs at least two checkpoints")
+    # Keep only what averaging needs, so N training checkpoints (optimiser
+    # and discriminator state included) are not all held at once.
+    keep = ("format", "format_version", "package_version", "kind", "config", "step", "model", "model_digest")
+    loaded = [{k: v for k, v in load_checkpoint(s).items() if k in keep} for s in sources]
+    avg = average_states(loaded, names)
     model, _ = model_from_checkpoint(avg, "averaged checkpoint")
     return _write_inference(model, avg.get("step", 0), out_dir, half=half)
 
