@@ -316,8 +316,6 @@ def average_checkpoints(sources: List[PathLike], out_dir: PathLike, *, half: boo
     weights. Its step is the last source's.
     """
     names = [os.fspath(s) for s in sources]
-    if len(sources) < 2:
-        raise CheckpointError("averaging needs at least two checkpoints")
     # Keep only what averaging needs, so N training checkpoints (optimiser
     # and discriminator state included) are not all held at once.
     keep = ("format", "format_version", "package_version", "kind", "config", "step", "model", "model_digest")
