@@ -37,6 +37,12 @@ class ModelConfig:
         upsample: ``"deconv"`` (stride-2 transposed convolutions, as in the
             paper) or ``"nearest"`` (nearest resize then a 3x3 convolution,
             which avoids checkerboard artefacts).
+        quality_levels: 0 for a model with one rate; otherwise the number of
+            learned per-channel quantisation step vectors between which a
+            continuous quality in [0, 1] interpolates (variable rate).
+        realism: Condition the generator on (quality, realism) with FiLM, so
+            one file decodes anywhere between low distortion (realism 0) and
+            the GAN look (realism 1).
     """
 
     encoder_channels: Tuple[int, int, int, int, int] = (60, 120, 240, 480, 960)
@@ -47,8 +53,12 @@ class ModelConfig:
     residual_blocks: int = 9
     upsample_channels: Tuple[int, int, int, int] = (480, 240, 120, 60)
     upsample: str = "deconv"
+    quality_levels: int = 0
+    realism: bool = False
 
     def __post_init__(self) -> None:
+        if self.quality_levels < 0 or self.quality_levels == 1:
+            raise ValueError("quality_levels must be 0 (one rate) or at least 2")
         if len(self.encoder_channels) != 5:
             raise ValueError("encoder_channels needs 5 widths (stem + 4 downsampling steps)")
         if len(self.upsample_channels) != 4:
@@ -107,42 +117,61 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights and the rate controller (HiFiC Table 3a).
+    """Loss weights and the rate controller (HiFiC Table 3a and the reference code).
 
-    The rate term is weighted by ``lambda_a`` while the batch bpp is above the
-    target and by ``lambda_b`` below it. During the first
-    ``target_warmup_steps`` the target is multiplied by ``target_warmup_factor``
-    and ``lambda_a`` by ``lambda_warmup_factor``.
+    The rate term is weighted by ``lambda_a`` while the batch's quantised bpp
+    is above the target and by ``lambda_b`` otherwise
+    (:mod:`hific.losses.rate_control`). During the first
+    ``target_warmup_steps`` the target is multiplied by
+    ``target_warmup_factor`` and both weights by ``lambda_warmup_factor``.
 
     Args:
-        target_bpp: The rate target r_t in bits per pixel.
-        lambda_a: Rate weight above the target.
-        lambda_b: Rate weight below the target.
+        target_bpp: The rate target r_t in bits per pixel (at quality 1 for a
+            variable-rate model).
+        lambda_a: Rate weight above the target (at quality 1).
+        lambda_b: Rate weight below the target (2^-6 as in the reference code).
         k_m: Weight of the MSE term (MSE on the 0..255 scale).
-        k_p: Weight of the LPIPS term.
-        beta: Weight of the adversarial term for the generator.
+        k_p: Weight of the LPIPS term (at realism 1 for a realism-conditioned
+            generator, which scales it by the realism r).
+        beta: Weight of the adversarial term for the generator (likewise
+            scaled by r).
         target_warmup_factor: Multiplier of the target during warm-up.
-        lambda_warmup_factor: Multiplier of ``lambda_a`` during warm-up.
+        lambda_warmup_factor: Multiplier of both rate weights during warm-up
+            (0.5: the reference doubles its inverse weights).
         target_warmup_steps: Length of the warm-up in steps.
         perceptual: ``"lpips-alex"``, ``"lpips-squeeze"`` or ``"none"``.
+        target_bpp_low: Variable-rate models: the target at quality 0
+            (targets run log-linearly to ``target_bpp``); 0 for one rate.
+        lambda_a_low: Variable-rate models: ``lambda_a`` at quality 0.
     """
 
     target_bpp: float = 0.14
     lambda_a: float = 2.0
-    lambda_b: float = 2.0**-4
+    lambda_b: float = 2.0**-6
     k_m: float = 0.075 * 2.0**-5
     k_p: float = 1.0
     beta: float = 0.15
     target_warmup_factor: float = 0.20 / 0.14
-    lambda_warmup_factor: float = 2.0
+    lambda_warmup_factor: float = 0.5
     target_warmup_steps: int = 50_000
     perceptual: str = "lpips-alex"
+    target_bpp_low: float = 0.0
+    lambda_a_low: float = 0.0
 
     def __post_init__(self) -> None:
         if self.target_bpp <= 0:
             raise ValueError("target_bpp must be positive")
+        if (self.target_bpp_low > 0) != (self.lambda_a_low > 0) or self.target_bpp_low < 0 or self.lambda_a_low < 0:
+            raise ValueError("a variable-rate loss needs both target_bpp_low and lambda_a_low > 0 (or neither)")
+        if self.variable_rate and self.target_bpp_low >= self.target_bpp:
+            raise ValueError("target_bpp_low must be below target_bpp (the target at quality 1)")
         if self.perceptual not in ("lpips-alex", "lpips-squeeze", "none"):
             raise ValueError(f"unknown perceptual loss {self.perceptual!r}")
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether targets and ``lambda_a`` depend on a per-batch quality."""
+        return self.target_bpp_low > 0
 
 
 @dataclass(frozen=True)
@@ -250,6 +279,23 @@ def _make_regime_presets() -> None:
 _make_regime_presets()
 
 
+# One variable-rate, realism-conditioned model for the whole curve. Targets are
+# quantised bpp on training crops; the val photos code at about 1.4x the crop
+# rate, so q in [0, 1] covers roughly 0.045-0.6 bpp on them.
+_VARIABLE_RATE_LOSS = LossConfig(target_bpp=0.40, lambda_a=0.35, target_bpp_low=0.03, lambda_a_low=4.0)
+
+
+@register_preset("hific-small-vr")
+def _small_variable_rate() -> HificConfig:
+    """hific-small-* with continuous quality and decode-time realism."""
+    return HificConfig(
+        name="hific-small-vr",
+        model=dataclasses.replace(_SMALL_MODEL, quality_levels=6, realism=True),
+        discriminator=_SMALL_DISCRIMINATOR,
+        loss=_VARIABLE_RATE_LOSS,
+    )
+
+
 @register_preset("hific-tiny")
 def _tiny() -> HificConfig:
     """A few-thousand-parameter model for tests: seconds on a CPU."""
@@ -268,6 +314,18 @@ def _tiny() -> HificConfig:
         discriminator=DiscriminatorConfig(scales=2, channels=(8, 16), condition_channels=4),
         loss=LossConfig(target_bpp=0.14),
         train=TrainConfig(batch_size=2, crop_size=64),
+    )
+
+
+@register_preset("hific-tiny-vr")
+def _tiny_variable_rate() -> HificConfig:
+    """hific-tiny with continuous quality and decode-time realism, for tests."""
+    tiny = _tiny()
+    return dataclasses.replace(
+        tiny,
+        name="hific-tiny-vr",
+        model=dataclasses.replace(tiny.model, quality_levels=4, realism=True),
+        loss=dataclasses.replace(_VARIABLE_RATE_LOSS),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 from pathlib import Path
@@ -13,6 +14,7 @@ from hific.coding.container import (
     MAX_SUBSTREAMS,
     SECTION_Y,
     SECTION_Z,
+    VERSION,
     HificFile,
     pack,
     pack_substreams,
@@ -23,6 +25,7 @@ from hific.errors import FormatError
 
 GOLDEN = Path(__file__).parent / "expected" / "golden_v1.hific"
 GOLDEN_V2 = Path(__file__).parent / "expected" / "golden_v2.hific"
+GOLDEN_V3 = Path(__file__).parent / "expected" / "golden_v3.hific"
 SAMPLE = HificFile(
     "hific-tiny", bytes(range(8)), 5, 3, ((SECTION_Z, b"\x01\x02\x03"), (SECTION_Y, b"hello")), version=1
 )
@@ -32,6 +35,15 @@ SAMPLE_V2 = HificFile(
     5,
     3,
     ((SECTION_Z, b"\x01\x02\x03"), (SECTION_Y, pack_substreams([b"hel", b"", b"lo"]))),
+    version=2,
+)
+SAMPLE_V3 = HificFile(
+    "hific-tiny-vr",
+    bytes(range(8)),
+    5,
+    3,
+    ((SECTION_Z, b"\x01\x02\x03"), (SECTION_Y, pack_substreams([b"hel", b"", b"lo"]))),
+    quality=0x1234,
 )
 
 
@@ -53,6 +65,32 @@ def test_golden_v2_bytes_pin_the_substream_table() -> None:
     # count (2 bytes), three 4-byte lengths, then the streams back to back
     assert payload == struct.pack(">HIII", 3, 3, 0, 2) + b"hello"
     assert unpack_substreams(payload) == [b"hel", b"", b"lo"]
+
+
+def test_golden_v3_bytes_pin_the_quality_field() -> None:
+    data = GOLDEN_V3.read_bytes()
+    assert pack(SAMPLE_V3) == data
+    f = unpack(data)
+    assert f == SAMPLE_V3 and f.version == 3 == VERSION and data[4] == 3
+    off = 6 + len(b"hific-tiny-vr") + 8 + 8
+    assert data[off : off + 3] == b"\x01\x12\x34"  # flags (variable rate), quality code
+    one_rate = dataclasses.replace(SAMPLE_V3, quality=None)
+    assert pack(one_rate)[off : off + 3] == bytes(3) and unpack(pack(one_rate)).quality is None
+
+
+@pytest.mark.parametrize("field", [b"\x02\x00\x00", b"\x00\x00\x01", b"\xff\x12\x34"])
+def test_v3_refuses_unknown_flags_and_stray_quality(field: bytes) -> None:
+    body = GOLDEN_V3.read_bytes()[:-4]
+    off = 6 + len(b"hific-tiny-vr") + 16
+    with pytest.raises(FormatError, match="flags"):
+        unpack(_with_crc(body[:off] + field + body[off + 3 :]))
+
+
+def test_pack_refuses_quality_in_old_versions() -> None:
+    with pytest.raises(ValueError, match="version 3"):
+        pack(dataclasses.replace(SAMPLE_V2, quality=5))
+    with pytest.raises(ValueError):
+        pack(dataclasses.replace(SAMPLE_V3, quality=1 << 16))
 
 
 @pytest.mark.parametrize(
@@ -100,7 +138,7 @@ def test_model_id() -> None:
         (b"", "bad magic"),
         (b"PNG\x89" + bytes(40), "bad magic"),
         (b"HFIC", "truncated"),
-        (b"HFIC\x03" + bytes(40), "version 3"),
+        (b"HFIC\x04" + bytes(40), "version 4"),
         (b"HFIC\x00" + bytes(40), "version 0"),
     ],
 )

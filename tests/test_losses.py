@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import warnings
 from pathlib import Path
@@ -25,8 +24,6 @@ from hific.losses import (
     LPIPSLoss,
     LossInputError,
     PerceptualWeightsError,
-    RateController,
-    RateControlStateError,
     bits_per_pixel,
     discriminator_loss,
     find_lpips_weights,
@@ -35,6 +32,8 @@ from hific.losses import (
     load_lpips,
     mse_255,
     perceptual_from_config,
+    rate_lambda,
+    rate_target,
 )
 from hific.models.hific import build_discriminator, build_model
 
@@ -188,61 +187,64 @@ def test_gan_losses_reject_bad_inputs() -> None:
 # --------------------------------------------------------------------------- rate control
 
 
-def test_rate_controller_paper_schedule() -> None:
-    cfg = get_config("hific-lo").loss  # target 0.14 (0.20 in warm-up), lambda_a 2, lambda_b 1/16
-    rc = RateController(cfg)
-    assert rc.target_for(0) == pytest.approx(0.20)
-    assert rc.target_for(49_999) == pytest.approx(0.20)
-    assert rc.target_for(50_000) == 0.14
-    assert rc.lambda_for(0.15, 0) == 2.0**-4  # above 0.14 but below the warm-up target
-    assert rc.lambda_for(0.25, 0) == 4.0  # lambda_a x lambda_warmup_factor
-    assert rc.lambda_for(0.25, 49_999) == 4.0
-    assert rc.lambda_for(0.25, 50_000) == 2.0
-    assert rc.lambda_for(0.15, 50_000) == 2.0
-    assert rc.lambda_for(0.14, 50_000) == 2.0**-4  # exactly at the target: below
-    assert rc.lambda_for(torch.tensor(0.10), 10**6) == 2.0**-4
-    assert (rc.steps_above, rc.steps_below) == (4, 3)
-    assert rc.last_step == 10**6 and rc.last_lambda == 2.0**-4
-    assert RateController(get_config("hific-hi").loss).lambda_for(0.5, 60_000) == 0.5
+def test_rate_lambda_matches_the_reference_schedule() -> None:
+    # tensorflow/compression models/hific: lmbda_a = 0.1 * 2^-6 and lmbda_b = 0.1 * 2^1
+    # are inverse weights times C = 0.1 * 2^-5, i.e. 2 and 2^-6; the x2 warm-up
+    # schedule applies to both inverses, so it halves both weights.
+    cfg = get_config("hific-lo").loss
+    assert (cfg.lambda_a, cfg.lambda_b, cfg.lambda_warmup_factor) == (2.0, 2.0**-6, 0.5)
+    assert rate_target(cfg, 0) == pytest.approx(0.20)
+    assert rate_target(cfg, 49_999) == pytest.approx(0.20)
+    assert rate_target(cfg, 50_000) == 0.14
+    assert rate_lambda(cfg, 0.15, 0) == 2.0**-7  # above 0.14 but below the warm-up target
+    assert rate_lambda(cfg, 0.25, 0) == 1.0  # lambda_a halved in warm-up, not doubled
+    assert rate_lambda(cfg, 0.25, 49_999) == 1.0
+    assert rate_lambda(cfg, 0.25, 50_000) == 2.0
+    assert rate_lambda(cfg, 0.15, 50_000) == 2.0
+    assert rate_lambda(cfg, 0.14, 50_000) == 2.0**-6  # exactly at the target: below
+    assert rate_lambda(cfg, torch.tensor(0.10), 10**6) == 2.0**-6
+    assert rate_lambda(get_config("hific-hi").loss, 0.5, 60_000) == 0.5
     custom = LossConfig(target_bpp=1.0, lambda_a=3.0, lambda_b=0.5, target_warmup_factor=2.0,
                         lambda_warmup_factor=10.0, target_warmup_steps=5)
-    rc = RateController(custom)
-    assert [rc.compute_lambda(1.5, s) for s in (0, 4, 5)] == [0.5, 0.5, 3.0]
-    assert [rc.compute_lambda(2.5, s) for s in (0, 4, 5)] == [30.0, 30.0, 3.0]
-    assert (rc.steps_above, rc.steps_below) == (0, 0)  # compute_lambda records nothing
+    assert [rate_lambda(custom, 1.5, s) for s in (0, 4, 5)] == [5.0, 5.0, 3.0]
+    assert [rate_lambda(custom, 2.5, s) for s in (0, 4, 5)] == [30.0, 30.0, 3.0]
 
 
-def test_rate_controller_resume_is_exact() -> None:
-    rng = np.random.default_rng(0)
-    cfg = LossConfig(target_bpp=0.3, target_warmup_steps=40)
-    steps = [(float(b), s) for s, b in enumerate(rng.uniform(0.1, 0.6, size=100))]
-    full = RateController(cfg)
-    expected = [full.lambda_for(b, s) for b, s in steps]
-    first = RateController(cfg)
-    got = [first.lambda_for(b, s) for b, s in steps[:37]]
-    state = json.loads(json.dumps(first.state_dict()))  # plain types only
-    resumed = RateController(cfg)
-    resumed.load_state_dict(state)
-    got += [resumed.lambda_for(b, s) for b, s in steps[37:]]
-    assert got == expected
-    assert resumed.state_dict() == full.state_dict()
-    assert full.steps_above + full.steps_below == 100
-    assert 20 < full.steps_above < 80
-    assert len(set(expected)) == 3  # lambda_b, lambda_a and the warm-up lambda_a all occurred
+def test_rate_lambda_gates_on_the_quantised_rate_in_training() -> None:
+    """A batch whose noisy rate is over the target but whose quantised rate
+    (what a file costs) is under it must get lambda_b: the trainer gates on
+    ``bpp_quantised``, which differs from the noisy ``bpp`` in training mode."""
+    torch.manual_seed(0)
+    model = build_model(get_config("hific-tiny")).train()
+    out = model(torch.rand(2, 3, 64, 64))
+    noisy, quantised = out.bpp.item(), out.bpp_quantised.item()
+    assert noisy != quantised and not out.bpp_quantised.requires_grad
+    cfg = LossConfig(target_bpp=(noisy + quantised) / 2, target_warmup_steps=0)
+    expected = cfg.lambda_a if quantised > cfg.target_bpp else cfg.lambda_b
+    assert rate_lambda(cfg, out.bpp_quantised, 10) == expected != rate_lambda(cfg, out.bpp, 10)
+    model.eval()
+    with torch.no_grad():
+        ev = model(torch.rand(2, 3, 64, 64))
+    assert float(ev.bpp) == float(ev.bpp_quantised)
 
 
-def test_rate_controller_rejects_bad_input() -> None:
-    rc = RateController(LossConfig())
-    with pytest.raises(LossInputError, match="diverged"):
-        rc.lambda_for(float("nan"), 0)
-    with pytest.raises(LossInputError, match="step"):
-        rc.lambda_for(0.1, -1)
-    good = rc.state_dict()
-    for bad in ({**good, "steps_above": -1}, {**good, "version": 99}, {k: v for k, v in good.items() if k != "last_bpp"},
-                {**good, "last_step": "3"}):
-        with pytest.raises(RateControlStateError):
-            rc.load_state_dict(bad)
-    assert issubclass(RateControlStateError, HificError)
+def test_rate_lambda_per_quality() -> None:
+    cfg = LossConfig(target_bpp=0.6, lambda_a=0.5, target_bpp_low=0.06, lambda_a_low=4.0, target_warmup_steps=0)
+    assert cfg.variable_rate and not LossConfig().variable_rate
+    assert rate_target(cfg, 0, 0.0) == pytest.approx(0.06)
+    assert rate_target(cfg, 0, 1.0) == pytest.approx(0.6)
+    assert rate_target(cfg, 0, 0.5) == pytest.approx((0.06 * 0.6) ** 0.5)  # log-linear
+    assert rate_lambda(cfg, 0.07, 0, 0.0) == pytest.approx(4.0)
+    assert rate_lambda(cfg, 0.07, 0, 1.0) == cfg.lambda_b
+    assert rate_lambda(cfg, 0.7, 0, 1.0) == pytest.approx(0.5)
+    targets = [rate_target(cfg, 0, q) for q in np.linspace(0, 1, 11)]
+    assert all(a < b for a, b in zip(targets, targets[1:]))
+    with pytest.raises(LossInputError, match="quality"):
+        rate_lambda(cfg, 0.1, 0, 1.5)
+    with pytest.raises(LossInputError, match="one rate"):
+        rate_lambda(LossConfig(), 0.1, 0, 0.5)
+    with pytest.raises(ValueError, match="both"):
+        LossConfig(target_bpp_low=0.05)
 
 
 # --------------------------------------------------------------------------- LPIPS: lookup and refusal

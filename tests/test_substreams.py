@@ -4,6 +4,7 @@ coding and device portability."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -250,15 +251,18 @@ def test_threads_and_substream_count_do_not_change_y(
 # -- version 1 ----------------------------------------------------------------------------
 
 
-def test_version_1_file_still_decodes(
+def test_versions_1_and_2_still_decode(
     tiny_codec: Codec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(entropy, "SUBSTREAM_SYMBOLS", SMALL_SUBSTREAMS)
     image = _image(128, 192)
-    v2 = tiny_codec.compress(image)
-    assert unpack(v2).version == 2
-    assert len(unpack_substreams(unpack(v2).section(SECTION_Y))) > 1
+    v3 = tiny_codec.compress(image)
+    assert unpack(v3).version == 3 and unpack(v3).quality is None
+    assert len(unpack_substreams(unpack(v3).section(SECTION_Y))) > 1
+    v2 = pack(dataclasses.replace(unpack(v3), version=2))
+    assert v2[4] == 2 and len(v2) == len(v3) - 3
     y_hat2, _ = tiny_codec.decode_latent(v2)
+    assert torch.equal(y_hat2, tiny_codec.decode_latent(v3)[0])
 
     y, z_bytes, means, scales = _latent_inputs(tiny_codec, image)
     assert z_bytes == unpack(v2).section(SECTION_Z)
@@ -271,6 +275,7 @@ def test_version_1_file_still_decodes(
     assert (f1.height, f1.width) == image.shape[:2]
     assert torch.equal(y_hat1, y_hat2)
     assert np.array_equal(tiny_codec.decompress(v1), tiny_codec.decompress(v2))
+    assert np.array_equal(tiny_codec.decompress(v3), tiny_codec.decompress(v2))
     # The single stream is really read as one stream, not as a v2 table.
     assert tiny_codec.decompress(v1).shape == image.shape
 

@@ -258,7 +258,7 @@ def test_receptive_radius_matches_the_true_dependency_radius(preset: str) -> Non
     n = 2 * tiler.trunk_halo + 5
     c = n // 2
     y = torch.randn(1, model.config.model.latent_channels, n, n, dtype=torch.float64)
-    box = _support(tiler._trunk, y, slice(c, c + 1), slice(c, c + 1))
+    box = _support(lambda t: tiler._trunk(t, None), y, slice(c, c + 1), slice(c, c + 1))
     assert _radius(box, c, c) == tiler.trunk_halo
 
     # Upsampling stack + RGB conv: all 16x16 image px of one latent cell
@@ -266,7 +266,7 @@ def test_receptive_radius_matches_the_true_dependency_radius(preset: str) -> Non
     n = 2 * tiler.up_halo + 5
     c = n // 2
     h = torch.randn(1, tiler.trunk_channels, n, n, dtype=torch.float64)
-    box = _support(tiler._up, h, slice(16 * c, 16 * c + 16), slice(16 * c, 16 * c + 16))
+    box = _support(tiler.generator.upsample, h, slice(16 * c, 16 * c + 16), slice(16 * c, 16 * c + 16))
     assert 1 <= _radius(box, c, c) <= tiler.up_halo
 
     # E: one latent px depends on image px within enc_halo latent cells of

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from hific.checkpoint import load_checkpoint, model_from_checkpoint
-from hific.config import get_config
+from hific.config import get_config, override
 from hific.training import distributed as D
 from hific.training.cli import main
 from hific.training.options import RunOptions
@@ -92,8 +92,29 @@ def test_resume_equals_uninterrupted(data_dir: Path, tmp_path: Path) -> None:
     assert resumed.step == full.step == 6
     for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         assert torch.allclose(a, b, rtol=0, atol=1e-6), name
-    assert resumed.rate.state_dict() == full.rate.state_dict()
+    lambdas = [[r["lambda"] for r in map(json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())
+                if r["kind"] == "train"] for d in ("full", "half")]
+    assert lambdas[0] == lambdas[1]
     assert resumed.opt.state_dict()["state"][0]["step"] == full.opt.state_dict()["state"][0]["step"]
+
+
+def test_rate_weight_is_gated_on_the_quantised_rate(data_dir: Path, tmp_path: Path) -> None:
+    """With the target between the noisy and the quantised batch rate, the
+    step's lambda follows the quantised one (HiFiC's reference), not the noisy."""
+    cfg = override(get_config("hific-tiny"), "loss", perceptual="none", target_warmup_steps=0)
+    trainer = Trainer(cfg, _opts(data_dir, tmp_path / "run"), D.DistInfo())
+    x = next(iter(trainer.loader))
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        out = trainer.model.train()(x)
+    noisy, quantised = out.bpp.item(), out.bpp_quantised.item()
+    assert noisy != quantised
+    trainer.config = override(cfg, "loss", target_bpp=(noisy + quantised) / 2)
+    torch.manual_seed(5)
+    logs = trainer.train_step(x)
+    assert (logs["bpp"], logs["bpp_q"]) == pytest.approx((noisy, quantised), rel=1e-6)
+    loss = trainer.config.loss
+    assert logs["lambda"] == (loss.lambda_a if quantised > noisy else loss.lambda_b)
 
 
 def test_corrupt_file_in_data_folder_is_skipped(data_dir: Path, tmp_path: Path, capsys) -> None:

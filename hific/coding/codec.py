@@ -39,11 +39,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointMismatchError, HificError
+from ..errors import CheckpointMismatchError, FormatError, HificError
 from ..image_io import to_tensor, to_uint8
 from ..models import HificModel, pad_to_multiple
 from ..models.fold import fold_for_inference
 from .container import (
+    QUALITY_CODES,
     SECTION_Y,
     SECTION_Z,
     HificFile,
@@ -54,6 +55,7 @@ from .container import (
     unpack_substreams,
 )
 from .entropy import LatentCoder, _in_inference_mode
+from .rate import RateRequest, largest_within
 from .tiling import DEFAULT_BUDGET, Tiler
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -161,6 +163,50 @@ class Codec:
         """``preset:hexdigest`` as written into files."""
         return f"{self.preset}:{self.digest.hex()}"
 
+    @property
+    def variable_rate(self) -> bool:
+        """Whether files are coded at a chosen quality (or size target)."""
+        return self.model.variable_rate
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether decoding takes a realism value."""
+        return self.model.conditioned
+
+    def _request(self, quality: Optional[float], target_bytes: Optional[int]) -> RateRequest:
+        request = RateRequest.make(quality, target_bytes)
+        if self.variable_rate and request.empty:
+            raise HificError("this checkpoint is variable-rate: give a quality in [0, 1] or a size target")
+        if not self.variable_rate and not request.empty:
+            raise HificError("this checkpoint codes at one rate; a quality or size target needs a variable-rate checkpoint")
+        return request
+
+    def _step(self, code: Optional[int]) -> Optional[Tensor]:
+        """The quantisation step of a quality code (None: one rate)."""
+        if code is None:
+            return None
+        return self.model.quant_step.step_for_coding(code / QUALITY_CODES)
+
+    def _check_realism(self, realism: Optional[float]) -> None:
+        if realism is None:
+            return
+        if not self.conditioned:
+            raise HificError("this checkpoint's generator has no realism control")
+        try:
+            r = float(realism)
+        except (TypeError, ValueError):
+            raise HificError(f"realism must be a number in [0, 1], got {realism!r}") from None
+        if not math.isfinite(r) or not 0.0 <= r <= 1.0:
+            raise HificError(f"realism must be in [0, 1], got {realism!r}")
+
+    def _condition(self, f: HificFile, realism: Optional[float]) -> Optional[Tensor]:
+        """The generator condition ``[1, 2]`` for a file, on the device."""
+        self._check_realism(realism)
+        if not self.conditioned:
+            return None
+        quality = 0.0 if f.quality is None else f.quality / QUALITY_CODES
+        return self.model.generator_condition(quality, 1.0 if realism is None else realism, 1, self.device)
+
     # -- helpers ----------------------------------------------------------------
 
     def _run(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -221,33 +267,57 @@ class Codec:
         z = self.model.h_a(y.to(self.device).contiguous(memory_format=torch.channels_last))
         return y.cpu().contiguous(), z.float().cpu().contiguous()
 
-    def _code_z(self, y: Tensor, z: Tensor, height: int, width: int) -> Callable[[], bytes]:
+    def _code_z(self, y: Tensor, z: Tensor, height: int, width: int, request: RateRequest) -> Callable[[], bytes]:
         """Code z and derive the entropy parameters (here, on this thread);
-        returns the remaining work, the y substreams, as a callable."""
+        returns the remaining work, the y substreams (and for a size target
+        the search over qualities), as a callable."""
         z_bytes, z_hat = self.coder.encode_z(z)
         means, scales = self._entropy_parameters(z_hat)
 
-        def finish() -> bytes:
-            streams, _ = self.coder.encode_y(y, means, scales)
+        def file_at(code: Optional[int]) -> bytes:
+            streams, _ = self.coder.encode_y(y, means, scales, step=self._step(code))
             sections = ((SECTION_Z, z_bytes), (SECTION_Y, pack_substreams(streams)))
-            return pack(HificFile(self.preset, self.digest, height, width, sections))
+            return pack(HificFile(self.preset, self.digest, height, width, sections, quality=code))
+
+        def finish() -> bytes:
+            if request.max_bytes is not None:
+                return largest_within(file_at, request.max_bytes)
+            return file_at(request.code)
 
         return finish
 
     @torch.inference_mode()
-    def compress(self, image: Union[np.ndarray, Tensor]) -> bytes:
+    def compress(
+        self, image: Union[np.ndarray, Tensor], quality: Optional[float] = None, *, target_bytes: Optional[int] = None
+    ) -> bytes:
         """Compress one image to the bytes of a ``.hific`` file.
 
         Args:
             image: ``HxWx3`` uint8 RGB, or a ``[1, 3, H, W]`` float tensor in [0, 1].
+            quality: Variable-rate models: the quality in [0, 1] (rate rises
+                with it; the file records it).
+            target_bytes: Variable-rate models, instead of a quality: the
+                largest quality whose file is at most this many bytes, found
+                by a search on real encodes (the transforms run once).
+
+        Raises:
+            RateTargetError: when ``target_bytes`` is below the smallest file
+                the model makes of the image.
+            HificError: for a bad quality or target, or one given to a model
+                with a single rate.
         """
+        request = self._request(quality, target_bytes)
         x = self._as_tensor(image)
         y, z = self._analyse(x)
-        return self._code_z(y, z, *x.shape[-2:])()
+        return self._code_z(y, z, *x.shape[-2:], request)()
 
     @torch.inference_mode()
     def compress_many(
-        self, images: Iterable[Union[np.ndarray, Tensor, Exception]]
+        self,
+        images: Iterable[Union[np.ndarray, Tensor, Exception]],
+        quality: Optional[float] = None,
+        *,
+        target_bytes: Optional[int] = None,
     ) -> Iterator[Union[bytes, Exception]]:
         """Compress images in order, yielding each file's bytes (or the
         ``HificError``/``ValueError`` for that image; an exception given in
@@ -255,8 +325,10 @@ class Codec:
 
         Consecutive images of equal size go through E together (up to
         ``batch_size``), and the rANS coding of one batch runs in a background
-        thread while the next batch is transformed.
+        thread while the next batch is transformed. ``quality`` and
+        ``target_bytes`` apply to every image (:meth:`compress`).
         """
+        request = self._request(quality, target_bytes)
         pending: Deque[List[Union[Future, Exception]]] = deque()
         for batch in _batches(images, self._as_tensor, self.batch_size):
             results: List[Union[Future, Exception]] = []
@@ -268,7 +340,7 @@ class Codec:
                 if isinstance(item, Exception):
                     results.append(item)
                     continue
-                finish = self._code_z(ys[k : k + 1], zs[k : k + 1], *item.shape[-2:])
+                finish = self._code_z(ys[k : k + 1], zs[k : k + 1], *item.shape[-2:], request)
                 results.append(self._pool().submit(_in_inference_mode(finish)))
                 k += 1
             pending.append(results)
@@ -287,6 +359,8 @@ class Codec:
                 f"checkpoint mismatch: the file was made with model {f.model_id}, "
                 f"but the checkpoint given is {self.model_id}"
             )
+        if (f.quality is not None) != self.variable_rate:
+            raise FormatError("corrupt file: its quality field does not fit the model's rate control")
         return f
 
     def _prepare(self, data: bytes) -> Tuple[HificFile, Callable[[], Tensor]]:
@@ -298,7 +372,8 @@ class Codec:
         means, scales = self._entropy_parameters(z_hat)
         payload = f.section(SECTION_Y)
         streams = unpack_substreams(payload) if f.version >= 2 else [payload]
-        return f, lambda: self.coder.decode_y(streams, means, scales)
+        step = self._step(f.quality)
+        return f, lambda: self.coder.decode_y(streams, means, scales, step)
 
     @torch.inference_mode()
     def decode_latent(self, data: bytes) -> Tuple[Tensor, HificFile]:
@@ -306,37 +381,56 @@ class Codec:
         f, finish = self._prepare(data)
         return finish(), f
 
-    def _synthesize(self, y_hat: Tensor, sizes: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
-        """G for a batch of latents of equal shape; one uint8 image per size."""
+    def _synthesize(
+        self, y_hat: Tensor, files: Sequence[HificFile], realism: Optional[float] = None
+    ) -> List[np.ndarray]:
+        """G for a batch of latents of equal shape; one uint8 image per file."""
         rows, cols = y_hat.shape[-2:]
+        conds = [self._condition(f, realism) for f in files]
         if self._tiled(rows, cols):
             return [
-                self.tiler.synthesis(y_hat[i : i + 1], self._run, np.empty((h, w, 3), np.uint8))
-                for i, (h, w) in enumerate(sizes)
+                self.tiler.synthesis(
+                    y_hat[i : i + 1], self._run, np.empty((f.height, f.width, 3), np.uint8),
+                    mod=self.model.g_s.modulation(cond),
+                )
+                for i, (f, cond) in enumerate(zip(files, conds))
             ]
-        x_hat = self._run(self._g_s, y_hat)
-        return [to_uint8(x_hat[i : i + 1, :, :h, :w]) for i, (h, w) in enumerate(sizes)]
+        cond = None if conds[0] is None else torch.cat(conds)
+        x_hat = self._run(lambda t: self._g_s(t, cond), y_hat)
+        return [to_uint8(x_hat[i : i + 1, :, : f.height, : f.width]) for i, f in enumerate(files)]
 
     @torch.inference_mode()
-    def decompress(self, data: bytes) -> np.ndarray:
+    def decompress(self, data: bytes, realism: Optional[float] = None) -> np.ndarray:
         """Decode a ``.hific`` file to an ``HxWx3`` uint8 RGB array.
+
+        Args:
+            data: The file's bytes.
+            realism: For a realism-conditioned model, in [0, 1]: 0 is the
+                low-distortion end (highest PSNR), 1 (the default) the
+                realistic, HiFiC end. The file does not depend on it.
 
         Raises:
             FormatError: for any malformed, truncated or corrupt file.
             CheckpointMismatchError: when the file was made by another model.
+            HificError: for a bad realism, or one given to a model without
+                realism control.
         """
         y_hat, f = self.decode_latent(data)
-        return self._synthesize(y_hat, [(f.height, f.width)])[0]
+        return self._synthesize(y_hat, [f], realism)[0]
 
     @torch.inference_mode()
-    def decompress_many(self, files: Iterable[Union[bytes, Exception]]) -> Iterator[Union[np.ndarray, Exception]]:
+    def decompress_many(
+        self, files: Iterable[Union[bytes, Exception]], realism: Optional[float] = None
+    ) -> Iterator[Union[np.ndarray, Exception]]:
         """Decode files in order, yielding each image (or the ``HificError``
         for that file; an exception given in place of a file is passed through).
 
         The rANS decoding of the next batch runs in a background thread while
         the current one is synthesised; consecutive files of equal size are
-        synthesised together (up to ``batch_size``).
+        synthesised together (up to ``batch_size``). ``realism`` as in
+        :meth:`decompress`.
         """
+        self._check_realism(realism)  # once, up front
 
         def prepare(data: bytes) -> Tuple[HificFile, Future]:
             f, finish = self._prepare(data)
@@ -346,11 +440,11 @@ class Codec:
         for batch in _batches(files, prepare, self.batch_size, key=lambda item: (item[0].height, item[0].width)):
             pending.append(batch)
             if len(pending) > 1:
-                yield from self._finish_decode(pending.popleft())
+                yield from self._finish_decode(pending.popleft(), realism)
         while pending:
-            yield from self._finish_decode(pending.popleft())
+            yield from self._finish_decode(pending.popleft(), realism)
 
-    def _finish_decode(self, batch: List) -> Iterator[Union[np.ndarray, Exception]]:
+    def _finish_decode(self, batch: List, realism: Optional[float]) -> Iterator[Union[np.ndarray, Exception]]:
         done: List[Union[Tuple[HificFile, Tensor], Exception]] = []
         for item in batch:
             if isinstance(item, Exception):
@@ -361,7 +455,7 @@ class Codec:
             except HificError as exc:
                 done.append(exc)
         good = [d for d in done if not isinstance(d, Exception)]
-        images = iter(self._synthesize(torch.cat([y for _, y in good]), [(f.height, f.width) for f, _ in good]) if good else [])
+        images = iter(self._synthesize(torch.cat([y for _, y in good]), [f for f, _ in good], realism) if good else [])
         for d in done:
             yield d if isinstance(d, Exception) else next(images)
 
@@ -371,7 +465,7 @@ class Codec:
     def warmup(self, height: int = 512, width: int = 768) -> None:
         """Run one compress/decompress of a grey image, so that lazy
         initialisation and ``torch.compile`` happen before any timing."""
-        data = self.compress(np.full((height, width, 3), 128, np.uint8))
+        data = self.compress(np.full((height, width, 3), 128, np.uint8), 0.5 if self.variable_rate else None)
         self.decompress(data)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

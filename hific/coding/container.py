@@ -10,14 +10,15 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..errors import FormatError
 from ..limits import MAX_PIXELS, MAX_SIDE
 
 MAGIC = b"HFIC"
-VERSION = 2  # written by this hific
-READABLE_VERSIONS = (1, 2)
+VERSION = 3  # written by this hific
+READABLE_VERSIONS = (1, 2, 3)
+QUALITY_CODES = 65535  # a variable-rate file stores quality q as round(q * 65535)
 DIGEST_BYTES = 8
 MAX_NAME_BYTES = 64
 MAX_SECTIONS = 16
@@ -32,6 +33,8 @@ _SIZE = struct.Struct(">II")
 _SECTION = struct.Struct(">BI")
 _COUNT = struct.Struct(">H")
 _LENGTH = struct.Struct(">I")
+_QUALITY = struct.Struct(">BH")  # version 3: flags (bit 0: variable rate), quality code
+_VARIABLE_RATE = 1
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,12 @@ class HificFile:
         height: Original image height in pixels.
         width: Original image width in pixels.
         sections: ``(tag, payload)`` pairs in file order.
-        version: Format version: 2 (written by this hific; the ``y`` payload
-            is a table of independently coded substreams) or 1 (one ``y``
-            stream; still read).
+        version: Format version: 3 (written by this hific; adds the
+            quality), 2 (the ``y`` payload is a table of independently coded
+            substreams) or 1 (one ``y`` stream); all are read.
+        quality: The quality code 0..65535 (``q = code / 65535``) a
+            variable-rate model coded the image at; None for a model with
+            one rate (and in versions 1 and 2).
     """
 
     preset: str
@@ -55,6 +61,7 @@ class HificFile:
     width: int
     sections: Tuple[Tuple[int, bytes], ...]
     version: int = VERSION
+    quality: Optional[int] = None
 
     @property
     def model_id(self) -> str:
@@ -93,8 +100,12 @@ def pack(f: HificFile) -> bytes:
         raise ValueError(f"need 1..{MAX_SECTIONS} sections")
     if f.version not in READABLE_VERSIONS:
         raise ValueError(f"cannot write format version {f.version}")
+    if f.quality is not None and (f.version < 3 or not 0 <= f.quality <= QUALITY_CODES):
+        raise ValueError(f"a quality code needs format version 3 and 0..{QUALITY_CODES}")
     parts: List[bytes] = [MAGIC, bytes([f.version, len(name)]), name, f.digest]
     parts.append(_SIZE.pack(f.height, f.width))
+    if f.version >= 3:
+        parts.append(_QUALITY.pack(0 if f.quality is None else _VARIABLE_RATE, f.quality or 0))
     parts.append(bytes([len(f.sections)]))
     for tag, payload in f.sections:
         if not 0 < tag < 256 or len(payload) >= 1 << 32:
@@ -152,6 +163,12 @@ def unpack(data: bytes) -> HificFile:
     digest = r.take(DIGEST_BYTES, "header")
     height, width = _SIZE.unpack(r.take(_SIZE.size, "header"))
     check_size(height, width)
+    quality = None
+    if version >= 3:
+        flags, code = _QUALITY.unpack(r.take(_QUALITY.size, "header"))
+        if flags not in (0, _VARIABLE_RATE) or (flags == 0 and code != 0):
+            raise FormatError(f"corrupt header: flags {flags}, quality code {code}")
+        quality = code if flags else None
     count = r.take(1, "header")[0]
     if not 1 <= count <= MAX_SECTIONS:
         raise FormatError(f"corrupt header: {count} sections")
@@ -165,7 +182,7 @@ def unpack(data: bytes) -> HificFile:
     if zlib.crc32(data[: -_CRC.size]) != crc:
         raise FormatError("corrupt file: CRC32 mismatch")
     sections = tuple((tag, r.take(length, "payload")) for tag, length in table)
-    return HificFile(name.decode("ascii"), digest, height, width, sections, version)
+    return HificFile(name.decode("ascii"), digest, height, width, sections, version, quality)
 
 
 def pack_substreams(streams: Sequence[bytes]) -> bytes:

@@ -156,10 +156,20 @@ class LatentCoder:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hific-rans")
         return list(self._pool.map(_in_inference_mode(fn), items))
 
-    def encode_y(self, y: Tensor, means: Tensor, scales: Tensor, count: int = 0) -> Tuple[List[bytes], Tensor]:
+    def encode_y(
+        self, y: Tensor, means: Tensor, scales: Tensor, count: int = 0, step: Optional[Tensor] = None
+    ) -> Tuple[List[bytes], Tensor]:
         """Code y rounded around ``means`` as ``count`` row-band substreams
-        (default :func:`substream_count`); returns the streams and y_hat."""
-        symbols = torch.round(y - means)
+        (default :func:`substream_count`); returns the streams and y_hat.
+
+        With a quantisation ``step`` (variable-rate models, ``[1, C, 1, 1]``)
+        the symbols are ``round((y - means) / step)``, coded with the scales
+        divided by ``step``, and ``y_hat = symbols * step + means``.
+        """
+        residual = y - means
+        if step is not None:
+            residual, scales = residual / step, scales / step
+        symbols = torch.round(residual)
         bands = band_bounds(y.shape[2], count or substream_count(y.shape))
 
         def one(band: Tuple[int, int]) -> bytes:
@@ -167,19 +177,24 @@ class LatentCoder:
             indexes = self.build_indexes(scales[:, :, r0:r1])
             return self.y_tables.encode(symbols[:, :, r0:r1], indexes)
 
-        return self._map(one, bands), symbols + means
+        return self._map(one, bands), (symbols if step is None else symbols * step) + means
 
-    def decode_y(self, streams: Sequence[bytes], means: Tensor, scales: Tensor) -> Tensor:
-        """Decode y_hat from its row-band substreams, given the entropy parameters."""
+    def decode_y(
+        self, streams: Sequence[bytes], means: Tensor, scales: Tensor, step: Optional[Tensor] = None
+    ) -> Tensor:
+        """Decode y_hat from its row-band substreams, given the entropy
+        parameters (and the quantisation step of a variable-rate file)."""
         rows = means.shape[2]
         if not 1 <= len(streams) <= rows:
             raise FormatError(f"corrupt file: {len(streams)} y substreams for a latent of {rows} rows")
-        out = torch.empty_like(means)
+        if step is not None:
+            scales = scales / step
+        symbols = torch.empty_like(means)
 
         def one(job: Tuple[bytes, Tuple[int, int]]) -> None:
             data, (r0, r1) = job
             indexes = self.build_indexes(scales[:, :, r0:r1])
-            out[:, :, r0:r1] = self.y_tables.decode(data, indexes) + means[:, :, r0:r1]
+            symbols[:, :, r0:r1] = self.y_tables.decode(data, indexes)
 
         self._map(one, zip(streams, band_bounds(rows, len(streams))))
-        return out
+        return (symbols if step is None else symbols * step) + means

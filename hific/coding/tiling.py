@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from ..image_io import to_uint8
 from ..models.encoder import Encoder
+from ..models.generator import Modulation
 from ..models.layers import ResidualBlock
 
 Run = Callable[[Callable[[Tensor], Tensor], Tensor], Tensor]
@@ -192,20 +193,10 @@ class Tiler:
         assert y is not None
         return y
 
-    def _head(self, y: Tensor) -> Tensor:
-        return self.generator.head(y)
-
-    def _trunk(self, h: Tensor) -> Tensor:
+    def _trunk(self, y_hat: Tensor, mod: Modulation) -> Tensor:
         g = self.generator
-        h = g.head(h)
-        return h + g.trunk(h)
-
-    def _up(self, h: Tensor) -> Tensor:
-        g = self.generator
-        return g.tail(g.up(h)) + 0.5
-
-    def _fused(self, y: Tensor) -> Tensor:
-        return self._up(self._trunk(y))
+        h = g.stem(y_hat, mod)
+        return h + g.trunk_stage(h, mod)
 
     def synthesis_mode(self, rows: int, cols: int) -> str:
         """``untiled``, ``banded`` or ``fused`` for a latent grid of ``rows x cols``.
@@ -247,17 +238,24 @@ class Tiler:
         assert out is not None
         return out
 
-    def _residual_in_place(self, block: ResidualBlock, h: Tensor, run: Run) -> None:
-        """``h += body(h)`` over row bands, in place, with a rolling window.
+    def _residual_in_place(self, i: int, h: Tensor, run: Run, mod: Modulation) -> None:
+        """``h += body(h)`` for residual block ``i``, over row bands, in place,
+        with a rolling window.
 
-        The body is two radius-1 stages, ``first`` (conv, norm, ReLU) and
-        ``second`` (conv, norm). Band by band: ``first`` is computed for the
-        band's rows from rows of ``h`` not yet updated, then ``h`` is updated
-        up to one row behind, which needs ``first`` one row ahead. Two rows of
-        ``first`` carry over to the next band.
+        The body is two radius-1 stages, :meth:`Generator.block_first` and
+        :meth:`Generator.block_second`. Band by band: ``first`` is computed
+        for the band's rows from rows of ``h`` not yet updated, then ``h`` is
+        updated up to one row behind, which needs ``first`` one row ahead.
+        Two rows of ``first`` carry over to the next band.
         """
-        body = list(block.body)
-        first, second = nn.Sequential(*body[:3]), nn.Sequential(*body[3:])
+        g = self.generator
+
+        def first(t: Tensor) -> Tensor:
+            return g.block_first(i, t, mod)
+
+        def second(t: Tensor) -> Tensor:
+            return g.block_second(i, t, mod)
+
         rows, cols = h.shape[-2:]
         done = 0  # h rows [0, done) are updated
         carry: Optional[Tensor] = None  # first's rows [done - 1, r0), at most 2
@@ -276,18 +274,23 @@ class Tiler:
             carry = f[:, :, keep - f0 :].clone() if done < rows else None
             del f
 
-    def _trunk_banded(self, y_hat: Tensor, run: Run) -> Tensor:
+    def _trunk_banded(self, y_hat: Tensor, run: Run, mod: Modulation) -> Tensor:
         """head + trunk + global skip, layer by layer over one latent-res map."""
         g = self.generator
-        h = self._banded(self._head, y_hat, run)
-        for block in g.trunk:
-            self._residual_in_place(block, h, run)
+
+        def stem(t: Tensor) -> Tensor:
+            return g.stem(t, mod)
+
+        h = self._banded(stem, y_hat, run)
+        for i in range(len(g.trunk)):
+            self._residual_in_place(i, h, run, mod)
         # The global skip adds the head's output again: recomputing it (one
         # 3x3 conv) is cheaper in memory than keeping a second map.
-        return self._banded(self._head, y_hat, run, out=h)
+        return self._banded(stem, y_hat, run, out=h)
 
     def _up_region(
-        self, h: Tensor, origin: Tuple[int, int], core: Tuple[int, int, int, int], run: Run, out: np.ndarray
+        self, h: Tensor, origin: Tuple[int, int], core: Tuple[int, int, int, int], run: Run, out: np.ndarray,
+        mod: Modulation = None,
     ) -> None:
         """Upsample the latent rows/cols ``core`` = (r0, r1, c0, c1) of a
         feature map ``h`` whose top-left is latent ``origin``, into ``out``."""
@@ -297,6 +300,10 @@ class Tiler:
         r0, r1, c0, c1 = core
         rows, cols = h.shape[-2:]
         th, tw = self.up_tile(r1 - r0, c1 - c0)
+
+        def up(t: Tensor) -> Tensor:
+            return self.generator.upsample(t, mod)
+
         for t0, t1, _, _ in _spans(r1 - r0, th, 0):
             if (r0 + t0) * s >= height:
                 break
@@ -308,7 +315,7 @@ class Tiler:
                 x0, x1 = c0 + u0 - ox, c0 + u1 - ox
                 a0, a1 = max(0, y0 - self.up_halo), min(rows, y1 + self.up_halo)
                 b0, b1 = max(0, x0 - self.up_halo), min(cols, x1 + self.up_halo)
-                img = run(self._up, h[:, :, a0:a1, b0:b1])
+                img = run(up, h[:, :, a0:a1, b0:b1])
                 img = img[0, :, (y0 - a0) * s : (y1 - a0) * s, (x0 - b0) * s : (x1 - b0) * s]
                 self._write(out, img, r0 + t0, c0 + u0)
 
@@ -320,28 +327,34 @@ class Tiler:
         img = img[:, : height - y0, : width - x0]
         out[y0 : y0 + img.shape[1], x0 : x0 + img.shape[2]] = to_uint8(img.unsqueeze(0))
 
-    def synthesis(self, y_hat: Tensor, run: Run, out: np.ndarray, mode: str = "") -> np.ndarray:
+    def synthesis(self, y_hat: Tensor, run: Run, out: np.ndarray, mode: str = "", mod: Modulation = None) -> np.ndarray:
         """Decode ``y_hat`` [1, C, h, w] into ``out`` (an ``H x W x 3`` uint8
         array, H <= 16h, W <= 16w) tile by tile; returns ``out``.
 
-        ``mode`` forces ``banded`` or ``fused`` (default: :meth:`synthesis_mode`).
+        ``mode`` forces ``banded`` or ``fused`` (default: :meth:`synthesis_mode`);
+        ``mod`` is the generator's modulation for this image
+        (:meth:`Generator.modulation`), None for an unconditioned generator.
         """
         rows, cols = y_hat.shape[-2:]
         mode = mode or self.synthesis_mode(rows, cols)
+
+        def trunk(t: Tensor) -> Tensor:
+            return self._trunk(t, mod)
+
         if mode != "fused":
-            h = self._trunk_banded(y_hat, run) if mode == "banded" else run(self._trunk, y_hat)
-            self._up_region(h, (0, 0), (0, rows, 0, cols), run, out)
+            h = self._trunk_banded(y_hat, run, mod) if mode == "banded" else run(trunk, y_hat)
+            self._up_region(h, (0, 0), (0, rows, 0, cols), run, out, mod)
             return out
         halo = self.trunk_halo + self.up_halo
         th, tw = self.fused_tile(rows, cols)
         for r0, r1, a0, a1 in _spans(rows, th, halo):
             for c0, c1, b0, b1 in _spans(cols, tw, halo):
-                h = run(self._trunk, y_hat[:, :, a0:a1, b0:b1])
+                h = run(trunk, y_hat[:, :, a0:a1, b0:b1])
                 # keep the core plus the up-stack's halo
                 ka0, ka1 = max(a0, r0 - self.up_halo), min(a1, r1 + self.up_halo)
                 kb0, kb1 = max(b0, c0 - self.up_halo), min(b1, c1 + self.up_halo)
                 h = h[:, :, ka0 - a0 : ka1 - a0, kb0 - b0 : kb1 - b0]
-                self._up_region(h, (ka0, kb0), (r0, r1, c0, c1), run, out)
+                self._up_region(h, (ka0, kb0), (r0, r1, c0, c1), run, out, mod)
                 del h
         return out
 

@@ -17,7 +17,7 @@ from .perceptual import (
     perceptual_from_config,
 )
 from .rate import bits_per_pixel
-from .rate_control import RateControlStateError, RateController
+from .rate_control import rate_lambda, rate_target
 
 __all__ = [
     "LPIPS_NETS",
@@ -25,8 +25,6 @@ __all__ = [
     "LPIPSLoss",
     "LossInputError",
     "PerceptualWeightsError",
-    "RateControlStateError",
-    "RateController",
     "bits_per_pixel",
     "discriminator_loss",
     "find_lpips_weights",
@@ -35,4 +33,6 @@ __all__ = [
     "load_lpips",
     "mse_255",
     "perceptual_from_config",
+    "rate_lambda",
+    "rate_target",
 ]

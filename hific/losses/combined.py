@@ -28,6 +28,7 @@ def generator_objective(
     cfg: LossConfig,
     lpips: Optional[LPIPSLoss] = None,
     fake_logits: Optional[Sequence[Tensor]] = None,
+    realism: Optional[float] = None,
 ) -> Tuple[Tensor, Dict[str, float]]:
     """The encoder/generator loss of HiFiC for one batch.
 
@@ -47,6 +48,10 @@ def generator_objective(
             exactly when it is ``"none"``).
         fake_logits: Per-scale discriminator logits on the reconstruction,
             or ``None`` before the GAN stage.
+        realism: For a realism-conditioned generator, the batch's realism r
+            in [0, 1]: the perceptual and adversarial weights become
+            ``r * k_p`` and ``r * beta``, so r = 0 trains for low distortion
+            and r = 1 is HiFiC's objective.
 
     Returns:
         ``(total, terms)``: the scalar loss to backpropagate, and detached
@@ -61,8 +66,6 @@ def generator_objective(
             ``cfg.perceptual`` (a silently missing or different perceptual
             term would train another model than the config describes).
     """
-    if not isinstance(out, HificOutput):
-        raise LossInputError(f"out must be the HificOutput of HificModel.forward, got {type(out).__name__}")
     check_image_pair(x, out.x_hat, "generator_objective")
     lam = float(lam)
     if not math.isfinite(lam) or lam < 0:
@@ -84,21 +87,25 @@ def generator_objective(
                 "build it with load_lpips(cfg.perceptual[len('lpips-'):])"
             )
 
+    if realism is not None and not 0.0 <= realism <= 1.0:
+        raise LossInputError(f"realism must be in [0, 1], got {realism!r}")
+    weight = 1.0 if realism is None else float(realism)
+    k_p, beta = cfg.k_p * weight, cfg.beta * weight
     bpp = out.bpp
     mse = mse_255(x, out.x_hat)
     total = lam * bpp + cfg.k_m * mse
     names: List[str] = ["bpp", "rate", "mse_255", "distortion"]
     values: List[Tensor] = [bpp, lam * bpp, mse, cfg.k_m * mse]
-    if lpips is not None:
+    if lpips is not None and k_p > 0:  # at realism 0 the term is skipped, not computed
         p = lpips(out.x_hat, x)
-        total = total + cfg.k_p * p
+        total = total + k_p * p
         names += ["lpips", "perceptual"]
-        values += [p, cfg.k_p * p]
+        values += [p, k_p * p]
     if fake_logits is not None:
         g = generator_loss(fake_logits)
-        total = total + cfg.beta * g
+        total = total + beta * g
         names += ["g_adv", "adversarial"]
-        values += [g, cfg.beta * g]
+        values += [g, beta * g]
     names.append("total")
     values.append(total)
     # One device sync for all logged numbers.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +15,9 @@ from torch import Tensor, nn
 from ..config import HificConfig
 from .discriminator import ConditionalDiscriminator
 from .encoder import Encoder
-from .generator import Generator
+from .generator import Generator, condition
 from .hyperprior import hyper_analysis, hyper_synthesis
+from .quality import QuantStep
 
 
 class HificOutput(NamedTuple):
@@ -27,13 +28,18 @@ class HificOutput(NamedTuple):
         likelihoods: ``{"y": ..., "z": ...}`` element likelihoods.
         y_hat: Quantised latent (rounded around the predicted mean, with a
             straight-through gradient); the generator's input and D's condition.
-        bpp: Mean bits per pixel of the batch, from the likelihoods.
+        bpp: Mean bits per pixel of the batch, from the likelihoods (with
+            additive noise in training mode: the differentiable rate).
+        bpp_quantised: The same with rounded latents, what a file costs
+            (detached; equal to ``bpp`` in eval mode). The rate controller
+            is gated on it.
     """
 
     x_hat: Tensor
     likelihoods: Dict[str, Tensor]
     y_hat: Tensor
     bpp: Tensor
+    bpp_quantised: Tensor
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tuple[Tensor, Tuple[int, int]]:
@@ -58,6 +64,18 @@ class HificModel(CompressionModel):
     two hyper-synthesis branches). The model never moves itself to a device
     and never logs; the codec in :mod:`hific.coding` drives compression.
 
+    Data flow (training and evaluation; the codec runs the same maths with
+    real rANS bytes, entropy parts on the CPU in float32)::
+
+        x ──g_a──► y ──h_a──► z ──round──► z_hat ──h_s──► (mu, sigma)
+                   │                                        │
+                   └── round((y - mu) / step) * step + mu ◄─┘ ──► y_hat ──g_s(c)──► x_hat
+
+    ``step`` is 1 for a single-rate model and :class:`QuantStep` (quality)
+    for a variable-rate one, whose entropy model sees ``(y - mu) / step``
+    with scales ``sigma / step``. ``c = (quality, realism)`` conditions a
+    realism-conditioned generator; the bitstream never depends on realism.
+
     Args:
         config: The full config; only ``config.model`` shapes this module.
     """
@@ -73,6 +91,30 @@ class HificModel(CompressionModel):
         self.h_s_scale = hyper_synthesis(cfg)
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_latent_channels)
         self.gaussian_conditional = GaussianConditional(None)
+        self.quant_step = QuantStep(cfg.latent_channels, cfg.quality_levels) if cfg.quality_levels else None
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the model codes at a continuous quality in [0, 1]."""
+        return self.quant_step is not None
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the generator takes a (quality, realism) condition."""
+        return self.g_s.film is not None
+
+    def generator_condition(self, quality: Optional[float], realism: Optional[float], batch: int, device: torch.device) -> Optional[Tensor]:
+        """The generator's condition for a batch, or None if it is unconditioned.
+
+        Raises:
+            ValueError: if a conditioned generator gets no realism, or a
+                variable-rate model no quality.
+        """
+        if not self.conditioned:
+            return None
+        if realism is None or (self.variable_rate and quality is None):
+            raise ValueError("this model's generator needs a realism (and a quality if variable-rate)")
+        return condition(quality if quality is not None else 0.0, realism, batch, device)
 
     @property
     def stride(self) -> int:
@@ -92,16 +134,24 @@ class HificModel(CompressionModel):
         """Means and scales of y from z_hat."""
         return self.h_s_mean(z_hat), self.h_s_scale(z_hat)
 
-    def forward(self, x: Tensor) -> HificOutput:
+    def forward(self, x: Tensor, quality: Optional[float] = None, realism: Optional[float] = None) -> HificOutput:
         """Encode, quantise and decode a batch of images in [0, 1].
 
         In training mode the likelihoods use additive uniform noise; in eval
         mode they use the rounded values, so ``bpp`` estimates the real rate.
         Any H and W are accepted; the input is replicate-padded to
         :attr:`stride` and the output cropped back.
+
+        Args:
+            x: Images ``[B, 3, H, W]``.
+            quality: In [0, 1], for a variable-rate model (one per batch).
+            realism: In [0, 1], for a realism-conditioned generator.
         """
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images of shape [B, 3, H, W], got {tuple(x.shape)}")
+        if self.variable_rate != (quality is not None):
+            raise ValueError("pass a quality exactly when the model is variable-rate")
+        cond = self.generator_condition(quality, realism, x.shape[0], x.device)
         x_pad, (h, w) = pad_to_multiple(x, self.stride)
         y = self.g_a(x_pad)
         # The hyperprior, quantisation and likelihoods always run in float32,
@@ -112,12 +162,23 @@ class HificModel(CompressionModel):
             _, z_likelihoods = self.entropy_bottleneck(z)
             z_hat = self.z_hat_from_z(z)
             means, scales = self.entropy_parameters(z_hat)
-            _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-            y_hat = quantize_ste(y - means) + means
-        x_hat = self.g_s(y_hat)[..., :h, :w]
-        bits = sum(torch.log(lik).sum() for lik in (y_likelihoods, z_likelihoods)) / -math.log(2)
-        bpp = bits / (x.shape[0] * h * w)
-        return HificOutput(x_hat, {"y": y_likelihoods, "z": z_likelihoods}, y_hat, bpp)
+            residual = y - means
+            if self.quant_step is not None:
+                step = self.quant_step(quality)
+                residual, scales = residual / step, scales / step
+            _, y_likelihoods = self.gaussian_conditional(residual, scales)
+            rounded = quantize_ste(residual)
+            y_hat = (rounded * step if self.quant_step is not None else rounded) + means
+            pixels = x.shape[0] * h * w
+            bpp = _bits(y_likelihoods, z_likelihoods) / pixels
+            bpp_quantised = bpp.detach()
+            if self.training:
+                with torch.no_grad():
+                    _, y_q = self.gaussian_conditional(residual, scales, training=False)
+                    _, z_q = self.entropy_bottleneck(z, training=False)
+                    bpp_quantised = _bits(y_q, z_q) / pixels
+        x_hat = self.g_s(y_hat, cond)[..., :h, :w]
+        return HificOutput(x_hat, {"y": y_likelihoods, "z": z_likelihoods}, y_hat, bpp, bpp_quantised)
 
     def aux_parameters(self) -> List[nn.Parameter]:
         """The entropy bottleneck's quantiles, trained only by the aux loss."""
@@ -126,6 +187,10 @@ class HificModel(CompressionModel):
     def main_parameters(self) -> List[nn.Parameter]:
         """Every trainable parameter except the aux ones."""
         return [p for n, p in self.named_parameters() if not n.endswith("quantiles")]
+
+
+def _bits(*likelihoods: Tensor) -> Tensor:
+    return sum(torch.log(lik).sum() for lik in likelihoods) / -math.log(2)
 
 
 def build_model(config: HificConfig) -> HificModel:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -25,10 +26,10 @@ from ..checkpoint import make_checkpoint, save_checkpoint
 from ..config import HificConfig
 from ..data import ImageFolder, build_loader, cycle, find_images
 from ..losses import (
-    RateController,
     discriminator_loss,
     generator_objective,
     perceptual_from_config,
+    rate_lambda,
 )
 from ..models import build_discriminator, build_model
 from . import distributed as D
@@ -36,6 +37,22 @@ from .logging import MetricsLogger
 from .options import RunOptions
 from .state import capture_rng, restore_rng
 from .validation import validate
+
+
+def sample_condition(seed: int, step: int, variable_rate: bool, conditioned: bool) -> Tuple[Optional[float], Optional[float]]:
+    """The (quality, realism) of the batch at ``step``: a function of the seed
+    and step only, so every rank and a resumed run draw the same values.
+
+    Quality is uniform on [0, 1]. Realism is 0 or 1 a quarter of the time
+    each (the two ends users pick most) and uniform otherwise.
+    """
+    rng = random.Random(seed * 1_000_003 + step)
+    quality = rng.random() if variable_rate else None
+    realism = None
+    if conditioned:
+        u = rng.random()
+        realism = 0.0 if u < 0.25 else 1.0 if u < 0.5 else rng.random()
+    return quality, realism
 
 
 class Trainer:
@@ -78,7 +95,6 @@ class Trainer:
         if self.disc is not None:
             self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=t.learning_rate)
             self.disc_sched = self._scheduler(self.disc_opt)
-        self.rate = RateController(config.loss)
         self.epoch = 0
         self.batches_in_epoch = 0
         self._saved_step = -1
@@ -139,7 +155,6 @@ class Trainer:
         if self.disc_opt is not None:
             self.disc_opt.load_state_dict(state["disc_optimizer"])
             self.disc_sched.load_state_dict(state["disc_scheduler"])
-        self.rate.load_state_dict(state["rate_controller"])
         self.epoch = int(state["epoch"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
         rng = state["rng"]
@@ -156,7 +171,6 @@ class Trainer:
             "scheduler": self.sched.state_dict(),
             "disc_optimizer": self.disc_opt.state_dict() if self.disc_opt else None,
             "disc_scheduler": self.disc_sched.state_dict() if self.disc_sched else None,
-            "rate_controller": self.rate.state_dict(),
             "epoch": self.epoch,
             "batches_in_epoch": self.batches_in_epoch,
             "rng": rng,
@@ -215,20 +229,24 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         if self.opts.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        quality, realism = sample_condition(self.opts.seed, self.step, self.model.variable_rate, self.model.conditioned)
         self.ddp_model.train()
         with self._autocast():
-            out = self.ddp_model(x)
-        bpp = float(D.all_reduce_mean(out.bpp.detach().float(), self.info))
-        lam = self.rate.lambda_for(bpp, self.step)
+            out = self.ddp_model(x, quality=quality, realism=realism)
+        bpps = D.all_reduce_mean(torch.stack([out.bpp.detach(), out.bpp_quantised]).float(), self.info).tolist()
+        # HiFiC gates the rate weight on the quantised rate (what a file costs)
+        # and applies it to the noisy, differentiable one.
+        lam = rate_lambda(self.config.loss, bpps[1], self.step, quality)
         logs: Dict[str, float] = {}
         fake_logits = None
         if self.disc is not None:
             logs["d_loss"] = self._disc_step(x, out)
-            self.disc.eval().requires_grad_(False)
-            with self._autocast():
-                fake_logits = [lg.float() for lg in self.disc(out.x_hat, out.y_hat.detach())]
+            if realism is None or realism > 0:  # at realism 0 the adversarial weight is 0
+                self.disc.eval().requires_grad_(False)
+                with self._autocast():
+                    fake_logits = [lg.float() for lg in self.disc(out.x_hat, out.y_hat.detach())]
         with self._autocast():
-            loss, terms = generator_objective(out, x, lam, self.config.loss, self.lpips, fake_logits)
+            loss, terms = generator_objective(out, x, lam, self.config.loss, self.lpips, fake_logits, realism)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.config.train.grad_clip)
@@ -236,8 +254,12 @@ class Trainer:
         self.sched.step()
         logs["aux_loss"] = self._aux_step()
         logs.update(terms)
-        logs.update({"loss": float(loss.detach()), "bpp": bpp, "lambda": lam, "grad_norm": float(grad_norm),
-                     "lr": self.sched.get_last_lr()[0]})
+        logs.update({"loss": float(loss.detach()), "bpp": bpps[0], "bpp_q": bpps[1], "lambda": lam,
+                     "grad_norm": float(grad_norm), "lr": self.sched.get_last_lr()[0]})
+        if quality is not None:
+            logs["quality"] = quality
+        if realism is not None:
+            logs["realism"] = realism
         return logs
 
     # ------------------------------------------------------------------- loop
@@ -280,7 +302,7 @@ class Trainer:
                     now = time.perf_counter()
                     logs["steps_per_s"] = (self.step - tick_step) / max(now - tick, 1e-9)
                     tick, tick_step = now, self.step
-                    bar.set_postfix(loss=f"{logs['loss']:.3f}", bpp=f"{logs['bpp']:.3f}", sps=f"{logs['steps_per_s']:.2f}")
+                    bar.set_postfix(loss=f"{logs['loss']:.3f}", bpp=f"{logs['bpp_q']:.3f}", sps=f"{logs['steps_per_s']:.2f}")
                     if self.logger:
                         self.logger.log("train", self.step, logs)
                     if not math.isfinite(logs["loss"]):
