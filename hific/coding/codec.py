@@ -173,8 +173,10 @@ class Codec:
         """Whether decoding takes a realism value."""
         return self.model.conditioned
 
-    def _request(self, quality: Optional[float], target_bytes: Optional[int]) -> RateRequest:
-        request = RateRequest.make(quality, target_bytes)
+    def _request(
+        self, quality: Optional[float], target_bytes: Optional[int], target_bpp: Optional[float] = None
+    ) -> RateRequest:
+        request = RateRequest.make(quality, target_bytes, target_bpp)
         if self.variable_rate and request.empty:
             raise HificError("this checkpoint is variable-rate: give a quality in [0, 1] or a size target")
         if not self.variable_rate and not request.empty:
@@ -280,15 +282,21 @@ class Codec:
             return pack(HificFile(self.preset, self.digest, height, width, sections, quality=code))
 
         def finish() -> bytes:
-            if request.max_bytes is not None:
-                return largest_within(file_at, request.max_bytes)
+            budget = request.budget(height, width)
+            if budget is not None:
+                return largest_within(file_at, budget)
             return file_at(request.code)
 
         return finish
 
     @torch.inference_mode()
     def compress(
-        self, image: Union[np.ndarray, Tensor], quality: Optional[float] = None, *, target_bytes: Optional[int] = None
+        self,
+        image: Union[np.ndarray, Tensor],
+        quality: Optional[float] = None,
+        *,
+        target_bytes: Optional[int] = None,
+        target_bpp: Optional[float] = None,
     ) -> bytes:
         """Compress one image to the bytes of a ``.hific`` file.
 
@@ -299,6 +307,8 @@ class Codec:
             target_bytes: Variable-rate models, instead of a quality: the
                 largest quality whose file is at most this many bytes, found
                 by a search on real encodes (the transforms run once).
+            target_bpp: The same with a budget of ``floor(bpp * H * W / 8)``
+                bytes, header included.
 
         Raises:
             RateTargetError: when ``target_bytes`` is below the smallest file
@@ -306,7 +316,7 @@ class Codec:
             HificError: for a bad quality or target, or one given to a model
                 with a single rate.
         """
-        request = self._request(quality, target_bytes)
+        request = self._request(quality, target_bytes, target_bpp)
         x = self._as_tensor(image)
         y, z = self._analyse(x)
         return self._code_z(y, z, *x.shape[-2:], request)()
@@ -318,6 +328,7 @@ class Codec:
         quality: Optional[float] = None,
         *,
         target_bytes: Optional[int] = None,
+        target_bpp: Optional[float] = None,
     ) -> Iterator[Union[bytes, Exception]]:
         """Compress images in order, yielding each file's bytes (or the
         ``HificError``/``ValueError`` for that image; an exception given in
@@ -325,10 +336,10 @@ class Codec:
 
         Consecutive images of equal size go through E together (up to
         ``batch_size``), and the rANS coding of one batch runs in a background
-        thread while the next batch is transformed. ``quality`` and
-        ``target_bytes`` apply to every image (:meth:`compress`).
+        thread while the next batch is transformed. ``quality``,
+        ``target_bytes`` and ``target_bpp`` apply to every image (:meth:`compress`).
         """
-        request = self._request(quality, target_bytes)
+        request = self._request(quality, target_bytes, target_bpp)
         pending: Deque[List[Union[Future, Exception]]] = deque()
         for batch in _batches(images, self._as_tensor, self.batch_size):
             results: List[Union[Future, Exception]] = []

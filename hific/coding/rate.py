@@ -38,26 +38,43 @@ def quality_code(quality: float) -> int:
 
 @dataclass(frozen=True)
 class RateRequest:
-    """One image's rate: a quality code, or a byte budget (exactly one, for a
-    variable-rate model; neither for a model with one rate)."""
+    """One image's rate: a quality code, a byte budget or a bpp budget
+    (exactly one, for a variable-rate model; none for a model with one rate)."""
 
     code: Optional[int] = None
     max_bytes: Optional[int] = None
+    max_bpp: Optional[float] = None
 
     @staticmethod
-    def make(quality: Optional[float] = None, target_bytes: Optional[int] = None) -> "RateRequest":
+    def make(
+        quality: Optional[float] = None, target_bytes: Optional[int] = None, target_bpp: Optional[float] = None
+    ) -> "RateRequest":
         """Validate user values (one clear error for each bad one)."""
-        if quality is not None and target_bytes is not None:
-            raise HificError("give either a quality or a size target, not both")
+        if sum(v is not None for v in (quality, target_bytes, target_bpp)) > 1:
+            raise HificError("give one of a quality, a size target or a bpp target")
         if target_bytes is not None:
             if isinstance(target_bytes, bool) or not isinstance(target_bytes, int) or target_bytes < 1:
                 raise HificError(f"the size target must be a whole number of bytes >= 1, got {target_bytes!r}")
             return RateRequest(max_bytes=target_bytes)
+        if target_bpp is not None:
+            try:
+                bpp = float(target_bpp)
+            except (TypeError, ValueError):
+                raise HificError(f"the bpp target must be a number > 0, got {target_bpp!r}") from None
+            if not math.isfinite(bpp) or bpp <= 0:
+                raise HificError(f"the bpp target must be a number > 0, got {target_bpp!r}")
+            return RateRequest(max_bpp=bpp)
         return RateRequest(code=None if quality is None else quality_code(quality))
 
     @property
     def empty(self) -> bool:
-        return self.code is None and self.max_bytes is None
+        return self.code is None and self.max_bytes is None and self.max_bpp is None
+
+    def budget(self, height: int, width: int) -> Optional[int]:
+        """The byte budget for an image of this size, or None for a quality."""
+        if self.max_bpp is not None:
+            return int(self.max_bpp * height * width / 8)
+        return self.max_bytes
 
 
 def largest_within(encode: Callable[[int], bytes], max_bytes: int) -> bytes:

@@ -37,6 +37,10 @@ _OVERRIDES = {
     "lambda_a": ("loss", "lambda_a"),
     "warmup_steps": ("loss", "target_warmup_steps"),
     "perceptual": ("loss", "perceptual"),
+    "lambda_b": ("loss", "lambda_b"),
+    "k_m": ("loss", "k_m"),
+    "k_p": ("loss", "k_p"),
+    "beta": ("loss", "beta"),
 }
 
 
@@ -51,8 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="steps to train in this stage")
     p.add_argument("--init", help="stage-1 checkpoint to start stage 2 from")
     p.add_argument("--resume", help="training checkpoint to continue exactly")
+    p.add_argument("--warm-start", metavar="CKPT",
+                   help="start a --preset model (e.g. hific-small-vr) from the weights of a smaller-featured "
+                        "checkpoint of the same size (e.g. a shipped hific-small-lo); new modules start fresh")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
+    p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (hyperprior stays float32)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an EMA of the weights (e.g. 0.999); validation uses it")
+    p.add_argument("--max-train-cpu", type=float, default=0.0, metavar="SECONDS",
+                   help="stop once the training steps have used this much process CPU time (learning curves)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder and generator")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
@@ -72,16 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup-steps", type=int, help="rate-target warm-up length")
     g.add_argument("--lambda-a", type=float, help="rate weight while the batch bpp is above the target (HiFiC's lambda_a)")
     g.add_argument("--perceptual", choices=("lpips-alex", "lpips-squeeze", "none"))
+    g.add_argument("--lambda-b", type=float, help="rate weight while the batch bpp is at or below the target")
+    g.add_argument("--k-m", type=float, help="MSE weight (MSE on 0..255)")
+    g.add_argument("--k-p", type=float, help="LPIPS weight")
+    g.add_argument("--beta", type=float, help="adversarial weight")
     return p
 
 
 def _resolve(args: argparse.Namespace) -> tuple[HificConfig, RunOptions, Optional[Dict[str, Any]]]:
     """Work out the config, run options and starting checkpoint."""
-    if args.resume and args.init:
-        raise HificError("use either --resume (continue a run) or --init (start stage 2), not both")
+    if sum(map(bool, (args.resume, args.init, args.warm_start))) > 1:
+        raise HificError("use one of --resume (continue a run), --init (start stage 2) or --warm-start")
     start = None
     stage = args.stage
-    if args.resume:
+    if args.warm_start:
+        if not args.preset:
+            raise HificError("--warm-start needs the --preset of the model to train")
+        config = get_config(args.preset)
+        start = {"model": load_checkpoint(args.warm_start)["model"], "step": 0, "warm_start": True}
+        stage = stage or 1
+        steps = args.steps
+    elif args.resume:
         start = load_checkpoint(args.resume)
         state = start.get("training_state")
         if not state:
@@ -102,7 +125,7 @@ def _resolve(args: argparse.Namespace) -> tuple[HificConfig, RunOptions, Optiona
         config = get_config(args.preset)
         stage = stage or 1
         steps = args.steps
-    if args.preset and config.name != args.preset:
+    if args.preset and config.name != args.preset and not args.warm_start:
         raise HificError(f"the checkpoint is a '{config.name}' model, not '{args.preset}'")
     for flag, (section, field) in _OVERRIDES.items():
         value = getattr(args, flag)
@@ -113,7 +136,8 @@ def _resolve(args: argparse.Namespace) -> tuple[HificConfig, RunOptions, Optiona
         raise HificError("name a run folder with --out")
     opts = RunOptions(
         data=args.data, out=out, stage=stage, steps=steps if steps is not None else 1000, val=args.val,
-        init=args.init, resume=args.resume, device=args.device, amp=args.amp,
+        init=args.init, resume=args.resume, device=args.device, amp=args.amp, cpu_bf16=args.cpu_bf16,
+        ema_decay=args.ema, max_train_cpu=args.max_train_cpu,
         channels_last=args.channels_last, compile=args.compile, workers=args.workers, seed=args.seed,
         save_every=args.save_every, val_every=args.val_every, val_images=args.val_images,
         log_every=args.log_every, lpips_weights=args.lpips_weights, progress=args.progress,

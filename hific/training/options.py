@@ -19,7 +19,14 @@ class RunOptions:
         init: Stage-1 checkpoint to start stage 2 from.
         resume: A ``last.pt`` (or any training checkpoint) to continue exactly.
         device: ``auto``, ``cpu`` or ``cuda``.
-        amp: bf16 autocast on CUDA (ignored on the CPU).
+        amp: bf16 autocast on CUDA.
+        cpu_bf16: bf16 autocast on the CPU too (the hyperprior and
+            likelihoods stay float32, as on CUDA).
+        max_train_cpu: Stop the stage once the training steps have used this
+            many CPU-seconds of this process (0: no limit); for learning
+            curves at equal compute.
+        ema_decay: Keep an exponential moving average of the weights with
+            this decay (0: none); validation and ``--resume`` use it.
         channels_last: Use the channels-last memory format.
         compile: ``torch.compile`` the encoder and generator.
         workers: DataLoader worker processes per rank.
@@ -41,6 +48,9 @@ class RunOptions:
     resume: Optional[str] = None
     device: str = "auto"
     amp: bool = True
+    cpu_bf16: bool = False
+    ema_decay: float = 0.0
+    max_train_cpu: float = 0.0
     channels_last: bool = False
     compile: bool = False
     workers: int = 2
@@ -62,3 +72,5 @@ class RunOptions:
                 raise ValueError(f"{name} must be positive")
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay must be in [0, 1)")

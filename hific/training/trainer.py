@@ -33,10 +33,40 @@ from ..losses import (
 )
 from ..models import build_discriminator, build_model
 from . import distributed as D
+from .ema import WeightEMA
 from .logging import MetricsLogger
 from .options import RunOptions
 from .state import capture_rng, restore_rng
 from .validation import validate
+
+
+# Modules a variable-rate, realism-conditioned model adds to a single-rate one.
+_NEW_IN_VARIABLE_RATE = ("quant_step.", "g_s.film.")
+
+
+def warm_start(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> List[str]:
+    """Load a single-rate model's weights into a variable-rate one.
+
+    Every tensor of ``state`` must fit the model; the model's quantisation
+    steps and FiLM layers, which ``state`` lacks, keep their initial values
+    (FiLM starts as the identity, so the generator computes what it did).
+    Returns the names that kept their initial values.
+
+    Raises:
+        ValueError: if ``state`` holds a tensor the model lacks or of another
+            shape, or the model lacks more than the variable-rate modules.
+    """
+    own = model.state_dict()
+    cdf_buffers = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")  # resized by compressai's loader
+    bad = sorted(k for k, v in state.items()
+                 if k not in own or (own[k].shape != v.shape and not k.endswith(cdf_buffers)))
+    if bad:
+        raise ValueError(f"cannot warm-start: the checkpoint's {bad[:3]} do not fit this model; is it another size?")
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(_NEW_IN_VARIABLE_RATE)]
+    if missing:
+        raise ValueError(f"cannot warm-start: the checkpoint lacks {missing[:3]}")
+    return list(result.missing_keys)
 
 
 def sample_condition(seed: int, step: int, variable_rate: bool, conditioned: bool) -> Tuple[Optional[float], Optional[float]]:
@@ -78,7 +108,10 @@ class Trainer:
         self.step = 0
         self.stage_start = 0
         if start is not None:
-            self.model.load_state_dict(start["model"])
+            if start.get("warm_start"):
+                warm_start(self.model, start["model"])
+            else:
+                self.model.load_state_dict(start["model"])
             self.step = self.stage_start = int(start["step"])
             if resuming and self.disc is not None and start.get("discriminator"):
                 self.disc.load_state_dict(start["discriminator"])
@@ -87,6 +120,9 @@ class Trainer:
             if self.disc is not None:
                 self.disc.to(memory_format=torch.channels_last)
 
+        self.ema = WeightEMA(self.model, opts.ema_decay) if opts.ema_decay else None
+        if self.ema is not None and resuming and (start.get("training_state") or {}).get("ema"):
+            self.ema.load_state_dict(start["training_state"]["ema"])
         t = config.train
         self.opt = torch.optim.Adam(self.model.main_parameters(), lr=t.learning_rate)
         self.aux_opt = torch.optim.Adam(self.model.aux_parameters(), lr=t.aux_learning_rate)
@@ -97,6 +133,9 @@ class Trainer:
             self.disc_sched = self._scheduler(self.disc_opt)
         self.epoch = 0
         self.batches_in_epoch = 0
+        self.train_cpu_s = 0.0  # process CPU time spent in training steps (not validation or saving)
+        if opts.max_train_cpu and info.enabled:
+            raise ValueError("--max-train-cpu is for single-process runs: ranks would stop at different steps")
         self._saved_step = -1
         if resuming:
             self._load_training_state(start["training_state"])
@@ -141,6 +180,8 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda" and self.opts.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.device.type == "cpu" and self.opts.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _load_training_state(self, state: Dict[str, Any]) -> None:
@@ -157,6 +198,7 @@ class Trainer:
             self.disc_sched.load_state_dict(state["disc_scheduler"])
         self.epoch = int(state["epoch"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
+        self.train_cpu_s = float(state.get("train_cpu_s", 0.0))
         rng = state["rng"]
         restore_rng(rng[self.info.rank] if self.info.rank < len(rng) else rng[0])
 
@@ -174,6 +216,8 @@ class Trainer:
             "epoch": self.epoch,
             "batches_in_epoch": self.batches_in_epoch,
             "rng": rng,
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "train_cpu_s": self.train_cpu_s,
             "seed": self.opts.seed,
             "world_size": self.info.world_size,
         }
@@ -252,6 +296,8 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.config.train.grad_clip)
         self.opt.step()
         self.sched.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         logs["aux_loss"] = self._aux_step()
         logs.update(terms)
         logs.update({"loss": float(loss.detach()), "bpp": bpps[0], "bpp_q": bpps[1], "lambda": lam,
@@ -271,13 +317,16 @@ class Trainer:
                 total = total + sum(p.detach().double().sum() for p in self.disc.parameters())
         return float(total)
 
-    def run_validation(self) -> Optional[Dict[str, float]]:
+    def run_validation(self) -> Optional[List[Dict[str, Any]]]:
+        """Code the validation images at every grid point; one JSONL record each."""
         if not self.val_images or not self.info.is_main:
             return None
-        metrics = validate(self.model, self.val_images, self.device, self.lpips,
-                           save_dir=self.out / "val" / f"step_{self.step}")
-        self.logger.log("val", self.step, metrics)
-        return metrics
+        model = self.model if self.ema is None else self.ema.averaged(self.model)
+        points = validate(model, self.val_images, self.device, self.lpips,
+                          save_dir=self.out / "val" / f"step_{self.step}")
+        for metrics in points:
+            self.logger.log("val", self.step, {**metrics, "train_cpu_s": self.train_cpu_s})
+        return points
 
     def fit(self) -> Dict[str, Any]:
         """Train until the stage has run ``opts.steps`` steps. Ctrl-C saves first."""
@@ -287,14 +336,17 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, desc=f"stage {self.opts.stage}", unit="step",
                    disable=not (self.opts.progress and self.info.is_main), dynamic_ncols=True)
         batches = cycle(self.loader, self.epoch, self.batches_in_epoch)
-        last_val: Optional[Dict[str, float]] = None
+        last_val: Optional[List[Dict[str, Any]]] = None
         tick, tick_step = time.perf_counter(), self.step
         try:
-            while self.step < end:
+            while self.step < end and not (self.opts.max_train_cpu and self.train_cpu_s >= self.opts.max_train_cpu):
                 epoch, x = next(batches)
                 if epoch != self.epoch:
                     self.epoch, self.batches_in_epoch = epoch, 0
+                cpu0 = time.process_time()
                 logs = self.train_step(x)
+                self.train_cpu_s += time.process_time() - cpu0
+                logs["train_cpu_s"] = self.train_cpu_s
                 self.step += 1
                 self.batches_in_epoch += 1
                 bar.update(1)
