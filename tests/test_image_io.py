@@ -61,8 +61,8 @@ def _hand_made_png(width: int, height: int) -> bytes:
 # --------------------------------------------------------------------------- reading
 
 
-def test_rgb_png_equals_pillow_pixels(val_images: List[Path]) -> None:
-    path = val_images[0]
+def test_rgb_png_equals_pillow_pixels(photos: List[Path]) -> None:
+    path = photos[0]
     notices = Notices()
     rgb = read_image(path, notice=notices)
     with Image.open(path) as img:
@@ -73,8 +73,8 @@ def test_rgb_png_equals_pillow_pixels(val_images: List[Path]) -> None:
     assert notices.messages == []
 
 
-def test_accepts_str_and_pathlike(val_images: List[Path]) -> None:
-    np.testing.assert_array_equal(read_image(str(val_images[1])), read_image(val_images[1]))
+def test_accepts_str_and_pathlike(photos: List[Path]) -> None:
+    np.testing.assert_array_equal(read_image(str(photos[1])), read_image(photos[1]))
 
 
 def test_rgba_drops_alpha_keeps_rgb(tmp_path: Path, crop: np.ndarray, alpha: np.ndarray) -> None:

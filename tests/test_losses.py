@@ -57,9 +57,9 @@ def lpips_models(lpips_dir: Path) -> Dict[str, LPIPSLoss]:
 
 
 @pytest.fixture(scope="module")
-def photo01(val_images: List[Path]) -> torch.Tensor:
-    """A real photo as [1, 3, H, W] float in [0, 1]."""
-    img = read_image(val_images[0])
+def photo01(photos: List[Path]) -> torch.Tensor:
+    """A test photo as [1, 3, H, W] float in [0, 1]."""
+    img = read_image(photos[0])
     return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
 
 

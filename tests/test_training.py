@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
-def data_dir(val_images: List[Path], tmp_path: Path) -> Path:
-    """Six real photos, downscaled so tiny-preset steps take milliseconds."""
+def data_dir(photos: List[Path], tmp_path: Path) -> Path:
+    """The six test photos, downscaled so tiny-preset steps take milliseconds."""
     folder = tmp_path / "data"
     folder.mkdir()
-    for i, src in enumerate(val_images[:6]):
+    for i, src in enumerate(photos[:6]):
         with Image.open(src) as img:
             img.convert("RGB").resize((img.width // 3, img.height // 3), Image.LANCZOS).save(folder / f"p{i}.png")
     return folder
