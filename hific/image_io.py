@@ -6,17 +6,19 @@ import io
 import os
 import threading
 import warnings
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError
-from .fileio import atomic_write_bytes
-from .limits import MAX_PIXELS, MAX_SIDE
+from .fileio import PathLike, atomic_write_bytes
+from .limits import MAX_PIXELS, MAX_SIDE, size_supported
 
-PathLike = Union[str, os.PathLike]
+IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
+"""File extensions of the images hific reads: compressed, evaluated and trained on."""
+
 _OWN_SIZE_CHECK = threading.Lock()
 
 
@@ -72,7 +74,7 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
                 Image.MAX_IMAGE_PIXELS = saved
         with img:
             w, h = img.size
-            if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+            if not size_supported(w, h):
                 raise ImageReadError(
                     f"{name}: image size {w}x{h} is outside the supported range "
                     f"(at most {MAX_SIDE} px per side and {MAX_PIXELS // 1_000_000} megapixels)"

@@ -75,7 +75,7 @@ def test_find_images_recursive_filtered_sorted(tmp_path: Path, train_jpegs: List
     shutil.copy(jpg, root / "sub" / "c.jpeg")
     shutil.copy(png, root / "sub" / "deeper" / "A.PNG")
     Image.open(png).save(root / "sub" / "deeper" / "z.webp", lossless=True)
-    Image.open(png).save(root / "sub" / "x.tiff")  # not a listed extension
+    Image.open(png).save(root / "sub" / "x.tga")  # not a listed extension
     (root / "notes.txt").write_text("not an image")
     shutil.copy(jpg, root / ".hidden" / "h.jpg")  # hidden folder
     shutil.copy(jpg, root / "._b.jpg")  # hidden (macOS resource fork) file
@@ -85,7 +85,7 @@ def test_find_images_recursive_filtered_sorted(tmp_path: Path, train_jpegs: List
     assert all(p.is_absolute() == root.is_absolute() and p.is_file() for p in found)
     assert find_images(root) == found  # deterministic
     assert _names(find_images(root, ("PNG",)), root) == ["a.png", "sub/deeper/A.PNG"]
-    assert _names(find_images(str(root), [".tiff", "jpeg"]), root) == ["sub/c.jpeg", "sub/x.tiff"]
+    assert _names(find_images(str(root), [".tga", "jpeg"]), root) == ["sub/c.jpeg", "sub/x.tga"]
 
 
 def test_find_images_missing_or_empty_folder(tmp_path: Path) -> None:

@@ -99,9 +99,9 @@ import torch
 from torch import Tensor
 
 from ..errors import HificError
+from ..fileio import PathLike
 from ..weights import locate_weights
 
-PathLike = Union[str, "os.PathLike[str]"]
 Patches = Union[np.ndarray, Sequence[np.ndarray]]
 
 PATCH_SIZE = 256

@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from ..checkpoint import load_checkpoint
 from ..config import HificConfig, config_from_dict, get_config, list_presets, override
-from ..errors import HificError
+from ..errors import HificError, first_line
 from . import distributed as D
 from .options import RunOptions
 
@@ -39,12 +39,11 @@ _OVERRIDES = {
     "perceptual": ("loss", "perceptual"),
 }
 
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     p.add_argument("--preset", choices=list_presets(), help="model preset (not needed with --init/--resume)")
-    p.add_argument("--data", required=True, help="training image folder (recursive: jpg/png/webp)")
+    p.add_argument("--data", required=True, help="training image folder (searched recursively)")
     p.add_argument("--val", help="validation image folder")
     p.add_argument("--out", help="run folder (default: the folder of --resume)")
     p.add_argument("--stage", type=int, choices=(1, 2), help="1: no GAN; 2: with the GAN (needs --init)")
@@ -156,8 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (HificError, ValueError, RuntimeError, FloatingPointError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {first}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
     finally:
         D.cleanup()
