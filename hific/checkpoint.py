@@ -44,7 +44,7 @@ from . import __version__
 from .config import HificConfig, config_from_dict, config_to_dict, get_config, list_presets
 from .errors import CheckpointError, HificError, first_line
 from .fileio import PathLike, atomic_path, atomic_write_bytes
-from .models import ConditionalDiscriminator, HificModel, build_discriminator, build_model
+from .models import HificModel, build_discriminator, build_model
 
 FORMAT = "hific-checkpoint"
 FORMAT_VERSION = 1
@@ -221,15 +221,6 @@ def _adopt_state(config: HificConfig, state: Dict[str, torch.Tensor]) -> HificMo
         model = build_model(config)
         model.load_state_dict(state)
     return model
-
-
-def discriminator_from_checkpoint(ckpt: Dict[str, Any]) -> Optional[ConditionalDiscriminator]:
-    """Rebuild the discriminator stored in a training checkpoint, if any."""
-    if not ckpt.get("discriminator"):
-        return None
-    d = build_discriminator(config_from_dict(ckpt["config"]))
-    d.load_state_dict(ckpt["discriminator"])
-    return d
 
 
 def load_model(path: PathLike) -> Tuple[HificModel, str]:

@@ -105,8 +105,11 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x[0].permute(1, 2, 0).cpu().numpy()
 
 
-def write_png(path: PathLike, rgb: np.ndarray) -> None:
-    """Save an ``HxWx3`` uint8 array as a PNG, atomically."""
+def write_png(path: PathLike, rgb: np.ndarray, *, compress_level: int = 6) -> None:
+    """Save an ``HxWx3`` uint8 array as a PNG, atomically.
+
+    ``compress_level`` is zlib's (0-9; 6 is Pillow's default); lower is faster.
+    """
     buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, format="PNG")
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=compress_level)
     atomic_write_bytes(path, buf.getvalue())
