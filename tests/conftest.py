@@ -63,6 +63,28 @@ def lpips_dir() -> Path:
     return LPIPS_DIR
 
 
+@pytest.fixture(scope="session")
+def any_lpips_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LPIPS backbone files for tests that need *a* backbone file, not the trained one.
+
+    The real ones from ../shared/weights/lpips when present; else seeded
+    random-init AlexNet and SqueezeNet1_1 features in the same layout
+    (``weights/lpips/<file>``), so that lookup, loading and training run on a
+    fresh clone. LPIPS values from these stand-ins mean nothing.
+    """
+    if all((LPIPS_DIR / f).is_file() for f in LPIPS_FILES.values()):
+        return LPIPS_DIR
+    import torchvision
+
+    folder = tmp_path_factory.mktemp("weights") / "lpips"
+    folder.mkdir()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(torchvision.models.alexnet().features.state_dict(), folder / LPIPS_FILES["alex"])
+        torch.save(torchvision.models.squeezenet1_1().features.state_dict(), folder / LPIPS_FILES["squeeze"])
+    return folder
+
+
 @pytest.fixture()
 def block_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> List[str]:
     """An empty torch hub cache; every download attempt is recorded and fails."""

@@ -49,6 +49,18 @@ def fid_weights() -> Path:
     return path
 
 
+@pytest.fixture()
+def fid_weights_path(tmp_path: Path) -> Path:
+    """The FID weights file from ../shared, else an empty stand-in at ``weights/fid/``: for path lookups only."""
+    path = FID_DIR / WEIGHTS_FILENAME
+    if path.is_file():
+        return path
+    stand_in = tmp_path / "weights" / "fid" / WEIGHTS_FILENAME
+    stand_in.parent.mkdir(parents=True)
+    stand_in.write_bytes(b"")
+    return stand_in
+
+
 @pytest.fixture(autouse=True)
 def _no_env_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_VAR, raising=False)
@@ -164,7 +176,8 @@ def test_patch_protocol_parameters(photo: np.ndarray) -> None:
 # --------------------------------------------------------------------------- weights lookup
 
 
-def test_find_fid_weights_order(fid_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_fid_weights_order(fid_weights_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fid_weights = fid_weights_path
     assert find_fid_weights() is None  # torch-fidelity's own cache / download
     monkeypatch.setenv(ENV_VAR, "")
     assert find_fid_weights() is None  # empty counts as unset
