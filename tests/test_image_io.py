@@ -278,6 +278,26 @@ def test_side_over_limit_refused_by_library_check(tmp_path: Path) -> None:
         read_image(path)
 
 
+def test_pillow_limit_is_the_hosts_and_left_alone(
+    tmp_path: Path, crop: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "crop.png"  # 96x80 = 7680 pixels
+    Image.fromarray(crop).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a strict host: Pillow refuses over 2x this
+    with pytest.raises(ImageReadError, match=r"96x80 is over Pillow's decompression-bomb limit.*MAX_IMAGE_PIXELS"):
+        read_image(path)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # over the limit but not 2x: Pillow only warns
+    with pytest.warns(Image.DecompressionBombWarning):
+        np.testing.assert_array_equal(read_image(path), crop)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # a host that lifted it: hific's own limit still holds
+    np.testing.assert_array_equal(read_image(path), crop)
+    path.write_bytes(_hand_made_png(40000, 40000))
+    with pytest.raises(ImageReadError, match="40000x40000 is outside the supported range"):
+        read_image(path)
+    assert Image.MAX_IMAGE_PIXELS is None
+
+
 # --------------------------------------------------------------------------- tensors
 
 
