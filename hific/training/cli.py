@@ -18,6 +18,7 @@ import json
 import signal
 import sys
 import threading
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -39,6 +40,9 @@ _OVERRIDES = {
     "perceptual": ("loss", "perceptual"),
 }
 
+_DEFAULT = {f.name: f.default for f in fields(RunOptions)}  # the flags' defaults are RunOptions'
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
@@ -50,16 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="steps to train in this stage")
     p.add_argument("--init", help="stage-1 checkpoint to start stage 2 from")
     p.add_argument("--resume", help="training checkpoint to continue exactly")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default=_DEFAULT["device"], choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder and generator")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--val-every", type=int, default=1000)
-    p.add_argument("--val-images", type=int, default=4)
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--workers", type=int, default=_DEFAULT["workers"], help="DataLoader workers per process")
+    p.add_argument("--seed", type=int, default=_DEFAULT["seed"])
+    p.add_argument("--save-every", type=int, default=_DEFAULT["save_every"])
+    p.add_argument("--val-every", type=int, default=_DEFAULT["val_every"])
+    p.add_argument("--val-images", type=int, default=_DEFAULT["val_images"])
+    p.add_argument("--log-every", type=int, default=_DEFAULT["log_every"])
     p.add_argument("--lpips-weights", help="LPIPS backbone weights file or folder (or $HIFIC_LPIPS_WEIGHTS)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     g = p.add_argument_group("config overrides")
@@ -111,8 +115,8 @@ def _resolve(args: argparse.Namespace) -> tuple[HificConfig, RunOptions, Optiona
     if out is None:
         raise HificError("name a run folder with --out")
     opts = RunOptions(
-        data=args.data, out=out, stage=stage, steps=steps if steps is not None else 1000, val=args.val,
-        init=args.init, resume=args.resume, device=args.device, amp=args.amp,
+        data=args.data, out=out, stage=stage, steps=steps if steps is not None else _DEFAULT["steps"],
+        val=args.val, init=args.init, resume=args.resume, device=args.device, amp=args.amp,
         channels_last=args.channels_last, compile=args.compile, workers=args.workers, seed=args.seed,
         save_every=args.save_every, val_every=args.val_every, val_images=args.val_images,
         log_every=args.log_every, lpips_weights=args.lpips_weights, progress=args.progress,
