@@ -394,7 +394,7 @@ def test_distributed_sampler_shards_disjointly(photo_dir: Path) -> None:
     assert loader.sampler.base.epoch == 1 and [e for e, _ in loader.sampler] == [1] * 3
 
     if not torch.distributed.is_initialized():
-        with pytest.raises(HificError, match="initialise torch.distributed"):
+        with pytest.raises(HificError, match=r"initialise torch\.distributed"):
             build_loader(ds, 1, seed=0, distributed=True)
 
 

@@ -342,7 +342,7 @@ def test_write_png_failure_leaves_target_untouched(
     path = tmp_path / "out.png"
     path.write_bytes(b"previous contents")
 
-    def boom(src, dst):  # noqa: ANN001
+    def boom(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
@@ -355,7 +355,7 @@ def test_write_png_failure_leaves_target_untouched(
 
 def test_write_png_bad_array_leaves_nothing(tmp_path: Path) -> None:
     path = tmp_path / "out.png"
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # Pillow: not an RGB array
         write_png(path, np.zeros((4, 4), dtype=np.float64))
     assert os.listdir(tmp_path) == []
 

@@ -14,8 +14,6 @@ from ..errors import HificError
 from ..limits import available_cpus
 from .images import ImageFolder
 
-
-
 # ---------------------------------------------------------------------------
 # Samplers and loaders
 # ---------------------------------------------------------------------------
