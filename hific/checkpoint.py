@@ -34,7 +34,7 @@ import pickle
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -42,14 +42,12 @@ from torch import nn
 
 from . import __version__
 from .config import HificConfig, config_from_dict, config_to_dict, get_config, list_presets
-from .errors import CheckpointError, HificError
-from .fileio import atomic_path, atomic_write_bytes
-from .models import ConditionalDiscriminator, HificModel, build_discriminator, build_model
+from .errors import CheckpointError, HificError, first_line
+from .fileio import PathLike, atomic_path, atomic_write_bytes
+from .models import HificModel, build_discriminator, build_model
 
 FORMAT = "hific-checkpoint"
 FORMAT_VERSION = 1
-
-PathLike = Union[str, os.PathLike]
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -175,8 +173,7 @@ def load_checkpoint(path: PathLike) -> Dict[str, Any]:
         detail = lines[0].split(". ")[0].replace("WeightsUnpickler error: ", "") if lines else "unsafe content"
         raise CheckpointError(f"{name}: refused to load with weights_only=True: {detail}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{name}: not a readable PyTorch checkpoint ({first})") from None
+        raise CheckpointError(f"{name}: not a readable PyTorch checkpoint ({first_line(exc)})") from None
     ckpt = migrate(ckpt, name)
     for key in ("config", "model", "model_digest"):
         if key not in ckpt:
@@ -199,8 +196,7 @@ def model_from_checkpoint(ckpt: Dict[str, Any], name: str = "checkpoint") -> Tup
     try:
         model = _adopt_state(config, state)
     except (RuntimeError, KeyError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{name}: weights do not match config '{config.name}': {first}") from None
+        raise CheckpointError(f"{name}: weights do not match config '{config.name}': {first_line(exc)}") from None
     return model.eval(), ckpt["model_digest"]
 
 
@@ -225,15 +221,6 @@ def _adopt_state(config: HificConfig, state: Dict[str, torch.Tensor]) -> HificMo
         model = build_model(config)
         model.load_state_dict(state)
     return model
-
-
-def discriminator_from_checkpoint(ckpt: Dict[str, Any]) -> Optional[ConditionalDiscriminator]:
-    """Rebuild the discriminator stored in a training checkpoint, if any."""
-    if not ckpt.get("discriminator"):
-        return None
-    d = build_discriminator(config_from_dict(ckpt["config"]))
-    d.load_state_dict(ckpt["discriminator"])
-    return d
 
 
 def load_model(path: PathLike) -> Tuple[HificModel, str]:

@@ -27,11 +27,10 @@ from tqdm import tqdm
 from .coding import Codec, unpack
 from .coding.container import SECTION_NAMES
 from .coding.tiling import DEFAULT_BUDGET
-from .errors import HificError
+from .errors import HificError, first_line
 from .fileio import atomic_write_bytes
-from .image_io import read_image, write_png
+from .image_io import IMAGE_EXTENSIONS, read_image, write_png
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 HIFIC_EXTENSION = ".hific"
 
 
@@ -269,8 +268,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:  # e.g. CUDA out of memory: one line, not a traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {first}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

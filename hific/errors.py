@@ -23,3 +23,12 @@ class CheckpointError(HificError, ValueError):
 
 class ImageReadError(HificError, ValueError):
     """An input image could not be read or is of an unsupported size."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type name when the message is empty.
+
+    For one-line ``error:`` reports of library exceptions (torch's can run to pages).
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

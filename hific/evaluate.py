@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import HificError
+from .errors import HificError, first_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results = run_evaluation(opts)
         write_report(results, Path(args.out), crop_images=args.crops)
     except (HificError, ValueError, RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {first}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
     print(markdown_table(results), end="")
     print(f"report: {Path(args.out) / 'index.html'} ({results['seconds']:.0f} s)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 PathLike = Union[str, os.PathLike]
+"""A file system path: a string or any ``os.PathLike`` (hific's one definition)."""
 
 
 def _current_umask() -> int:

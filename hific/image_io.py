@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 import warnings
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError
-from .fileio import atomic_write_bytes
-from .limits import MAX_PIXELS, MAX_SIDE
+from .fileio import PathLike, atomic_write_bytes
+from .limits import MAX_PIXELS, MAX_SIDE, size_supported
 
-PathLike = Union[str, os.PathLike]
-_OWN_SIZE_CHECK = threading.Lock()
+IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
+"""File extensions of the images hific reads: compressed, evaluated and trained on."""
 
 
 def _to_rgb8(img: Image.Image, name: str, notice: Optional[Callable[[str], None]]) -> np.ndarray:
@@ -48,7 +47,10 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
 
     Handles RGB, RGBA and LA (alpha dropped, with a notice), grayscale,
     palette, 16-bit and float images, JPEG and PNG; applies the EXIF rotation.
-    The size is checked before the pixels are decoded.
+    The size is checked before the pixels are decoded. Pillow's own
+    decompression-bomb check (its warning and its refusal, set by
+    ``PIL.Image.MAX_IMAGE_PIXELS``: the host program's setting) applies as
+    well; hific never changes it.
 
     Args:
         path: The image file.
@@ -62,21 +64,13 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
         notice = lambda msg: warnings.warn(msg, stacklevel=3)  # noqa: E731
     name = os.fspath(path)
     try:
-        with _OWN_SIZE_CHECK:
-            # Pillow's decompression-bomb limit is lifted only while the header is
-            # read: the size check right below replaces it with hific's own limit.
-            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                img = Image.open(name)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
+        try:
+            img = Image.open(name)  # lazy: reads the header only
+        except Image.DecompressionBombError as exc:
+            raise _too_large(name, _header_size(name), exc) from None
         with img:
-            w, h = img.size
-            if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
-                raise ImageReadError(
-                    f"{name}: image size {w}x{h} is outside the supported range "
-                    f"(at most {MAX_SIDE} px per side and {MAX_PIXELS // 1_000_000} megapixels)"
-                )
+            if not size_supported(*img.size):
+                raise _too_large(name, img.size)
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb8(img, name, notice)
@@ -88,8 +82,45 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
         raise ImageReadError(f"{name}: is a directory") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{name}: not an image Pillow can read") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"{name}: cannot read image ({exc})") from None
+
+
+def _too_large(name: str, size: Optional[Tuple[int, int]], pillow: Optional[Exception] = None) -> ImageReadError:
+    """The refusal of an image over hific's size limit, or else over Pillow's."""
+    if size is None:
+        return ImageReadError(f"{name}: cannot read image ({pillow})")
+    w, h = size
+    if pillow is None or not size_supported(w, h):
+        return ImageReadError(
+            f"{name}: image size {w}x{h} is outside the supported range "
+            f"(at most {MAX_SIDE} px per side and {MAX_PIXELS // 1_000_000} megapixels)"
+        )
+    return ImageReadError(
+        f"{name}: image size {w}x{h} is over Pillow's decompression-bomb limit; "
+        "raise PIL.Image.MAX_IMAGE_PIXELS to read it"
+    )
+
+
+def _header_size(name: str) -> Optional[Tuple[int, int]]:
+    """The size in an image file's header, or ``None`` if no Pillow plugin reads it.
+
+    ``Image.open`` refuses an image over Pillow's limit before its size can be
+    seen; this asks the format plugins directly, only to word that refusal.
+    """
+    with open(name, "rb") as fp:
+        prefix = fp.read(16)
+        for fmt in Image.ID:
+            factory, accept = Image.OPEN[fmt]
+            verdict = accept(prefix) if accept else True
+            if not verdict or isinstance(verdict, str):
+                continue
+            fp.seek(0)
+            try:
+                return factory(fp, name).size
+            except Exception:  # this plugin does not read it after all; try the next
+                continue
+    return None
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -103,8 +134,11 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x[0].permute(1, 2, 0).cpu().numpy()
 
 
-def write_png(path: PathLike, rgb: np.ndarray) -> None:
-    """Save an ``HxWx3`` uint8 array as a PNG, atomically."""
+def write_png(path: PathLike, rgb: np.ndarray, *, compress_level: int = 6) -> None:
+    """Save an ``HxWx3`` uint8 array as a PNG, atomically.
+
+    ``compress_level`` is zlib's (0-9; 6 is Pillow's default); lower is faster.
+    """
     buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, format="PNG")
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=compress_level)
     atomic_write_bytes(path, buf.getvalue())

@@ -1,4 +1,19 @@
-"""Size limits shared by the image reader and the file parser."""
+"""Limits shared across the package: the largest image, and the CPUs at hand."""
+
+import os
 
 MAX_SIDE = 32768
 MAX_PIXELS = 1 << 28  # 268 megapixels
+
+
+def size_supported(width: int, height: int) -> bool:
+    """Whether a ``width x height`` image is within the sizes hific reads, codes and writes."""
+    return 1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and width * height <= MAX_PIXELS
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity call (not Linux)
+        return max(1, os.cpu_count() or 1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Type, Union
+from typing import Optional, Type
 
-PathLike = Union[str, "os.PathLike[str]"]
+from .fileio import PathLike
 
 
 def locate_weights(

@@ -1,4 +1,4 @@
-"""Shared fixtures: real photos from ../shared and small checkpoints."""
+"""Shared fixtures: the committed test photos, the shared data and weights, small checkpoints."""
 
 from __future__ import annotations
 
@@ -22,12 +22,25 @@ VAL_DIR = SHARED / "data" / "val"
 TRAIN_DIR = SHARED / "data" / "train"
 LPIPS_DIR = SHARED / "weights" / "lpips"
 LPIPS_FILES = {"alex": "alexnet_features.pth", "squeeze": "squeezenet1_1_features.pth"}
+PHOTOS_DIR = Path(__file__).resolve().parent / "data" / "photos"  # generated, CC0: tests/data/README.md
 
 
 def _need(path: Path, what: str) -> Path:
     if not path.is_dir() or not any(path.iterdir()):
         pytest.skip(f"{what} not found at {path} (set HIFIC_SHARED to the shared/ folder)")
     return path
+
+
+@pytest.fixture(scope="session")
+def photos() -> List[Path]:
+    """The six committed photo-like PNGs (321x481, 481x321, 256x256, 256x192, 160x128, 96x96).
+
+    For tests that need *a* photo rather than *the* validation set; they run
+    on a fresh clone without ../shared.
+    """
+    paths = sorted(PHOTOS_DIR.glob("*.png"))
+    assert len(paths) == 6, f"expected the six test photos in {PHOTOS_DIR} (tests/data/make_photos.py)"
+    return paths
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +61,28 @@ def lpips_dir() -> Path:
     if not all((LPIPS_DIR / f).is_file() for f in LPIPS_FILES.values()):
         pytest.skip(f"LPIPS backbone weights not found in {LPIPS_DIR} (set HIFIC_SHARED to the shared/ folder)")
     return LPIPS_DIR
+
+
+@pytest.fixture(scope="session")
+def any_lpips_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LPIPS backbone files for tests that need *a* backbone file, not the trained one.
+
+    The real ones from ../shared/weights/lpips when present; else seeded
+    random-init AlexNet and SqueezeNet1_1 features in the same layout
+    (``weights/lpips/<file>``), so that lookup, loading and training run on a
+    fresh clone. LPIPS values from these stand-ins mean nothing.
+    """
+    if all((LPIPS_DIR / f).is_file() for f in LPIPS_FILES.values()):
+        return LPIPS_DIR
+    import torchvision
+
+    folder = tmp_path_factory.mktemp("weights") / "lpips"
+    folder.mkdir()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(torchvision.models.alexnet().features.state_dict(), folder / LPIPS_FILES["alex"])
+        torch.save(torchvision.models.squeezenet1_1().features.state_dict(), folder / LPIPS_FILES["squeeze"])
+    return folder
 
 
 @pytest.fixture()
@@ -75,9 +110,9 @@ def val_images(val_dir: Path) -> List[Path]:
 
 
 @pytest.fixture(scope="session")
-def photo(val_images: List[Path]) -> np.ndarray:
-    """One real 481x321 photo as HxWx3 uint8."""
-    return read_image(val_images[0])
+def photo(photos: List[Path]) -> np.ndarray:
+    """One 481x321 (HxW) photo-like test image as HxWx3 uint8."""
+    return read_image(photos[0])
 
 
 @pytest.fixture(scope="session")

@@ -41,9 +41,9 @@ def _codec(name: str) -> BaselineCodec:
 
 
 @pytest.fixture(scope="module")
-def crop(val_images: List[Path]) -> np.ndarray:
-    """A 128x96 crop of a real validation photo (not the ``photo`` fixture's)."""
-    rgb = read_image(val_images[1])
+def crop(photos: List[Path]) -> np.ndarray:
+    """A 128x96 crop of a test photo (not the ``photo`` fixture's)."""
+    rgb = read_image(photos[1])
     y, x = (rgb.shape[0] - 96) // 2, (rgb.shape[1] - 128) // 2
     return np.ascontiguousarray(rgb[y:y + 96, x:x + 128])
 

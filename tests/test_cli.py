@@ -1,4 +1,4 @@
-"""The ``compress.py`` command line, run in-process on real photos."""
+"""The ``compress.py`` command line, run in-process on the test photos."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _error_lines(text: str) -> List[str]:
 
 
 def _crop(src: Path, dst: Path, box: Tuple[int, int, int, int] = (0, 0, CROP_W, CROP_H)) -> Path:
-    """Save a small crop of a real photo (format from ``dst``'s suffix)."""
+    """Save a small crop of a test photo (format from ``dst``'s suffix)."""
     with Image.open(src) as img:
         img.convert("RGB").crop(box).save(dst)
     return dst
@@ -48,16 +48,16 @@ def _files(folder: Path) -> List[str]:
 
 
 @pytest.fixture()
-def crops(val_images: List[Path], tmp_path: Path) -> List[Path]:
-    """Three small crops of different real photos in tmp_path/imgs."""
+def crops(photos: List[Path], tmp_path: Path) -> List[Path]:
+    """Three small crops of different test photos in tmp_path/imgs."""
     folder = tmp_path / "imgs"
     folder.mkdir()
-    return [_crop(src, folder / f"img{i}.png") for i, src in enumerate(val_images[:3])]
+    return [_crop(src, folder / f"img{i}.png") for i, src in enumerate(photos[:3])]
 
 
 @pytest.fixture()
-def one_crop(val_images: List[Path], tmp_path: Path) -> Path:
-    return _crop(val_images[4], tmp_path / "small.png")
+def one_crop(photos: List[Path], tmp_path: Path) -> Path:
+    return _crop(photos[4], tmp_path / "small.png")
 
 
 @pytest.fixture(autouse=True)
@@ -69,13 +69,13 @@ def _no_env_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_full_size_photo_round_trip(
-    val_images: List[Path], tiny_ckpt: Path, tiny_codec: Codec, tmp_path: Path, capsys: pytest.CaptureFixture
+    photos: List[Path], tiny_ckpt: Path, tiny_codec: Codec, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    src = tmp_path / val_images[0].name
-    shutil.copyfile(val_images[0], src)  # byte-identical full-size photo; outputs land beside it
+    src = tmp_path / photos[0].name
+    shutil.copyfile(photos[0], src)  # byte-identical full-size photo; outputs land beside it
     photo = read_image(src)
     h, w = photo.shape[:2]
-    assert (h, w) == read_image(val_images[0]).shape[:2] and h * w > 100_000
+    assert (h, w) == read_image(photos[0]).shape[:2] and h * w > 100_000
 
     # compress: default output name <stem>.hific beside the input
     assert main(["compress", str(src), *_ck(tiny_ckpt)]) == 0
@@ -280,13 +280,13 @@ def test_glob_matching_nothing(tmp_path: Path, tiny_ckpt: Path, capsys) -> None:
 
 
 def test_same_output_name_is_refused_before_writing(
-    val_images: List[Path], tiny_ckpt: Path, tmp_path: Path, capsys
+    photos: List[Path], tiny_ckpt: Path, tmp_path: Path, capsys
 ) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
-    a_png = _crop(val_images[0], folder / "a.png")
-    a_jpg = _crop(val_images[1], folder / "a.jpg")
-    _crop(val_images[2], folder / "b.png")
+    a_png = _crop(photos[0], folder / "a.png")
+    a_jpg = _crop(photos[1], folder / "a.jpg")
+    _crop(photos[2], folder / "b.png")
     for argv in (
         [str(a_png), str(a_jpg)],
         [str(folder)],

@@ -1,4 +1,4 @@
-"""Image folders, HiFiC crops and reproducible loaders, on real photos from ../shared."""
+"""Image folders, HiFiC crops and reproducible loaders, on the committed test photos."""
 
 from __future__ import annotations
 
@@ -30,17 +30,25 @@ from hific.image_io import read_image
 
 
 @pytest.fixture(scope="session")
-def train_jpegs(train_dir: Path) -> List[Path]:
-    """A few small (481x321 / 321x481) BSDS500 JPEGs and one large Unsplash JPEG."""
-    bsds = sorted(train_dir.glob("BSDS500_*.jpg"))[:7]
-    big = sorted(train_dir.glob("unsplash_squeeze_*.jpg"))[:1]
-    assert len(bsds) == 7 and big
-    return bsds + big
+def train_jpegs(photos: List[Path], tmp_path_factory: pytest.TempPathFactory) -> List[Path]:
+    """JPEG copies (quality 90) of the six test photos, the 481x321 one last.
+
+    The downscale test uses the last one: it must hold a 256 crop, and be
+    landscape (on portrait images Pillow's box resize differs from a full
+    resize by more than that test's tolerance).
+    """
+    folder = tmp_path_factory.mktemp("jpegs")
+    out = []
+    for src in photos[:1] + photos[2:] + photos[1:2]:
+        with Image.open(src) as img:
+            img.save(folder / f"{src.stem}.jpg", quality=90)
+        out.append(folder / f"{src.stem}.jpg")
+    return out
 
 
 @pytest.fixture()
 def photo_dir(tmp_path: Path, train_jpegs: List[Path]) -> Path:
-    """Six real BSDS JPEGs copied into a flat folder (fast to decode)."""
+    """The six test JPEGs copied into a flat folder (fast to decode)."""
     root = tmp_path / "photos"
     root.mkdir()
     for i, src in enumerate(train_jpegs[:6]):
@@ -57,17 +65,17 @@ def _names(paths: List[Path], root: Path) -> List[str]:
 # ---------------------------------------------------------------------------
 
 
-def test_find_images_recursive_filtered_sorted(tmp_path: Path, train_jpegs: List[Path], val_images: List[Path]) -> None:
+def test_find_images_recursive_filtered_sorted(tmp_path: Path, train_jpegs: List[Path], photos: List[Path]) -> None:
     root = tmp_path / "tree"
     (root / "sub" / "deeper").mkdir(parents=True)
     (root / ".hidden").mkdir()
-    jpg, png = train_jpegs[0], val_images[0]
+    jpg, png = train_jpegs[0], photos[0]
     shutil.copy(jpg, root / "b.JPG")
     shutil.copy(png, root / "a.png")
     shutil.copy(jpg, root / "sub" / "c.jpeg")
     shutil.copy(png, root / "sub" / "deeper" / "A.PNG")
     Image.open(png).save(root / "sub" / "deeper" / "z.webp", lossless=True)
-    Image.open(png).save(root / "sub" / "x.tiff")  # not a listed extension
+    Image.open(png).save(root / "sub" / "x.tga")  # not a listed extension
     (root / "notes.txt").write_text("not an image")
     shutil.copy(jpg, root / ".hidden" / "h.jpg")  # hidden folder
     shutil.copy(jpg, root / "._b.jpg")  # hidden (macOS resource fork) file
@@ -77,7 +85,7 @@ def test_find_images_recursive_filtered_sorted(tmp_path: Path, train_jpegs: List
     assert all(p.is_absolute() == root.is_absolute() and p.is_file() for p in found)
     assert find_images(root) == found  # deterministic
     assert _names(find_images(root, ("PNG",)), root) == ["a.png", "sub/deeper/A.PNG"]
-    assert _names(find_images(str(root), [".tiff", "jpeg"]), root) == ["sub/c.jpeg", "sub/x.tiff"]
+    assert _names(find_images(str(root), [".tga", "jpeg"]), root) == ["sub/c.jpeg", "sub/x.tga"]
 
 
 def test_find_images_missing_or_empty_folder(tmp_path: Path) -> None:
@@ -195,7 +203,7 @@ def test_all_images_failing_to_decode_raises(tmp_path: Path, train_jpegs: List[P
 def test_crop_shape_range_dtype(train_jpegs: List[Path], crop: int) -> None:
     for train in (True, False):
         ds = ImageFolder(train_jpegs, crop_size=crop, train=train, seed=1)
-        for i in (0, len(ds) - 1):  # a BSDS photo and a 1536-px Unsplash photo
+        for i in (0, len(ds) - 1):  # a 321x481 and a 481x321 photo
             x = ds[i]
             assert x.shape == (3, crop, crop) and x.dtype == torch.float32 and x.is_contiguous()
             assert 0.0 <= float(x.min()) < float(x.max()) <= 1.0
@@ -272,8 +280,8 @@ def test_same_seed_epoch_index_gives_same_crop(train_jpegs: List[Path]) -> None:
     assert not torch.equal(a[0], x0)
 
 
-def test_val_mode_is_a_deterministic_center_crop(val_images: List[Path]) -> None:
-    paths = val_images[:2] + [p for p in val_images if p.name.startswith("McMaster_")][:1]
+def test_val_mode_is_a_deterministic_center_crop(photos: List[Path]) -> None:
+    paths = photos[:3]  # 321x481, 481x321 and 256x256: each holds a 256 crop
     ds = ImageFolder(paths, crop_size=256, train=False, seed=1)
     other = ImageFolder(paths, crop_size=256, train=False, seed=2)
     other.set_epoch(7)
@@ -386,7 +394,7 @@ def test_distributed_sampler_shards_disjointly(photo_dir: Path) -> None:
     assert loader.sampler.base.epoch == 1 and [e for e, _ in loader.sampler] == [1] * 3
 
     if not torch.distributed.is_initialized():
-        with pytest.raises(HificError, match="initialise torch.distributed"):
+        with pytest.raises(HificError, match=r"initialise torch\.distributed"):
             build_loader(ds, 1, seed=0, distributed=True)
 
 

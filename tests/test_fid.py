@@ -22,7 +22,6 @@ from hific.evaluation.fid import (
     FidError,
     FidWeightsError,
     InceptionFeatures,
-    PatchFID,
     TooFewPatchesError,
     extract_patches,
     fid_kid,
@@ -48,6 +47,18 @@ def fid_weights() -> Path:
     if not path.is_file():
         pytest.skip(f"FID Inception weights not found at {path} (set HIFIC_SHARED to the shared/ folder)")
     return path
+
+
+@pytest.fixture()
+def fid_weights_path(tmp_path: Path) -> Path:
+    """The FID weights file from ../shared, else an empty stand-in at ``weights/fid/``: for path lookups only."""
+    path = FID_DIR / WEIGHTS_FILENAME
+    if path.is_file():
+        return path
+    stand_in = tmp_path / "weights" / "fid" / WEIGHTS_FILENAME
+    stand_in.parent.mkdir(parents=True)
+    stand_in.write_bytes(b"")
+    return stand_in
 
 
 @pytest.fixture(autouse=True)
@@ -165,7 +176,8 @@ def test_patch_protocol_parameters(photo: np.ndarray) -> None:
 # --------------------------------------------------------------------------- weights lookup
 
 
-def test_find_fid_weights_order(fid_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_fid_weights_order(fid_weights_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fid_weights = fid_weights_path
     assert find_fid_weights() is None  # torch-fidelity's own cache / download
     monkeypatch.setenv(ENV_VAR, "")
     assert find_fid_weights() is None  # empty counts as unset
@@ -274,12 +286,12 @@ def test_too_few_patches() -> None:
 
 
 def test_small_images_give_no_patches(inception: InceptionFeatures) -> None:
-    pf = PatchFID(inception=inception)
     small = np.zeros((255, 1000, 3), np.uint8)
-    assert pf.add_images(real=[small], fake=[small]) == (0, 0)
-    assert inception.features([]).shape == (0, 2048)
+    assert extract_patches(small) == []
+    none = inception.features(extract_patches(small))
+    assert none.shape == (0, 2048)
     with pytest.raises(TooFewPatchesError, match="at least 2 patches"):
-        pf.compute()
+        fid_kid(none, none)
     with pytest.raises(FidError, match="uint8"):
         inception.features([np.zeros((256, 256, 3), np.float32)])
     with pytest.raises(FidError, match="HxWx3"):
@@ -315,23 +327,15 @@ def test_degradation_ordering(feats: Dict[str, torch.Tensor]) -> None:
     assert strong["kid_mean"] > 0
 
 
-def test_patch_fid_object(
+def test_features_do_not_depend_on_batching(
     inception: InceptionFeatures, photos500: List[np.ndarray], feats: Dict[str, torch.Tensor],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(inception, "batch_size", 4)  # several batches, other batch composition
-    pf = PatchFID(inception=inception)
-    images = photos500[:3]
-    assert pf.add_images(real=images) == (6, 0)
+    patches = _patches(photos500[:3])
+    real = inception.features(patches)
+    assert len(real) == 6
     # batching does not change the features (beyond float noise)
-    torch.testing.assert_close(pf.real_features, feats["real"][:6], atol=1e-4, rtol=1e-4)
-    pf.add_fake(np.stack(_patches(images)))  # an NxHxWx3 batch works too
-    same = pf.compute()
+    torch.testing.assert_close(real, feats["real"][:6], atol=1e-4, rtol=1e-4)
+    same = fid_kid(real, inception.features(np.stack(patches)))  # an NxHxWx3 batch works too
     assert abs(same["fid"]) < 1e-3 and same["n_real"] == same["n_fake"] == 6
-    strong = pf.compute_against(_patches([_jpeg(x, 5) for x in images]))
-    assert pf.n_fake == 6  # compute_against leaves the stored fake set alone
-    ref = fid_kid(feats["real"][:6], feats["strong"][:6])
-    assert strong["fid"] == pytest.approx(ref["fid"], rel=1e-3)
-    assert strong["kid_mean"] == pytest.approx(ref["kid_mean"], rel=1e-3, abs=1e-5)
-    pf.reset_fake()
-    assert pf.n_fake == 0 and pf.n_real == 6

@@ -61,8 +61,8 @@ def _hand_made_png(width: int, height: int) -> bytes:
 # --------------------------------------------------------------------------- reading
 
 
-def test_rgb_png_equals_pillow_pixels(val_images: List[Path]) -> None:
-    path = val_images[0]
+def test_rgb_png_equals_pillow_pixels(photos: List[Path]) -> None:
+    path = photos[0]
     notices = Notices()
     rgb = read_image(path, notice=notices)
     with Image.open(path) as img:
@@ -73,8 +73,8 @@ def test_rgb_png_equals_pillow_pixels(val_images: List[Path]) -> None:
     assert notices.messages == []
 
 
-def test_accepts_str_and_pathlike(val_images: List[Path]) -> None:
-    np.testing.assert_array_equal(read_image(str(val_images[1])), read_image(val_images[1]))
+def test_accepts_str_and_pathlike(photos: List[Path]) -> None:
+    np.testing.assert_array_equal(read_image(str(photos[1])), read_image(photos[1]))
 
 
 def test_rgba_drops_alpha_keeps_rgb(tmp_path: Path, crop: np.ndarray, alpha: np.ndarray) -> None:
@@ -278,6 +278,26 @@ def test_side_over_limit_refused_by_library_check(tmp_path: Path) -> None:
         read_image(path)
 
 
+def test_pillow_limit_is_the_hosts_and_left_alone(
+    tmp_path: Path, crop: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "crop.png"  # 96x80 = 7680 pixels
+    Image.fromarray(crop).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a strict host: Pillow refuses over 2x this
+    with pytest.raises(ImageReadError, match=r"96x80 is over Pillow's decompression-bomb limit.*MAX_IMAGE_PIXELS"):
+        read_image(path)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # over the limit but not 2x: Pillow only warns
+    with pytest.warns(Image.DecompressionBombWarning):
+        np.testing.assert_array_equal(read_image(path), crop)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # a host that lifted it: hific's own limit still holds
+    np.testing.assert_array_equal(read_image(path), crop)
+    path.write_bytes(_hand_made_png(40000, 40000))
+    with pytest.raises(ImageReadError, match="40000x40000 is outside the supported range"):
+        read_image(path)
+    assert Image.MAX_IMAGE_PIXELS is None
+
+
 # --------------------------------------------------------------------------- tensors
 
 
@@ -322,7 +342,7 @@ def test_write_png_failure_leaves_target_untouched(
     path = tmp_path / "out.png"
     path.write_bytes(b"previous contents")
 
-    def boom(src, dst):  # noqa: ANN001
+    def boom(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
@@ -335,7 +355,7 @@ def test_write_png_failure_leaves_target_untouched(
 
 def test_write_png_bad_array_leaves_nothing(tmp_path: Path) -> None:
     path = tmp_path / "out.png"
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # Pillow: not an RGB array
         write_png(path, np.zeros((4, 4), dtype=np.float64))
     assert os.listdir(tmp_path) == []
 

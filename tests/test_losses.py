@@ -56,9 +56,9 @@ def lpips_models(lpips_dir: Path) -> Dict[str, LPIPSLoss]:
 
 
 @pytest.fixture(scope="module")
-def photo01(val_images: List[Path]) -> torch.Tensor:
-    """A real photo as [1, 3, H, W] float in [0, 1]."""
-    img = read_image(val_images[0])
+def photo01(photos: List[Path]) -> torch.Tensor:
+    """A test photo as [1, 3, H, W] float in [0, 1]."""
+    img = read_image(photos[0])
     return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
 
 
@@ -293,9 +293,9 @@ def test_load_lpips_refuses_without_real_weights(net: str, block_downloads: List
     assert perceptual_from_config("none") is None
 
 
-def test_load_lpips_rejects_wrong_or_corrupt_file(lpips_dir: Path, tmp_path: Path) -> None:
+def test_load_lpips_rejects_wrong_or_corrupt_file(any_lpips_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(PerceptualWeightsError, match="another network"):
-        load_lpips("alex", lpips_dir / FILES["squeeze"])
+        load_lpips("alex", any_lpips_dir / FILES["squeeze"])
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a torch file")
     with pytest.raises(PerceptualWeightsError, match="cannot read"):
@@ -320,14 +320,14 @@ def test_lpips_backbone_equals_file(net: str, lpips_dir: Path, lpips_models: Dic
 
 
 def test_lpips_env_var_and_torchvision_cache(
-    lpips_dir: Path, block_downloads: List[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    any_lpips_dir: Path, block_downloads: List[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(LPIPS_WEIGHTS_ENV, str(lpips_dir.parent))  # shared/weights: found under lpips/
-    assert load_lpips("squeeze").weights_source == str(lpips_dir / FILES["squeeze"])
+    monkeypatch.setenv(LPIPS_WEIGHTS_ENV, str(any_lpips_dir.parent))  # shared/weights: found under lpips/
+    assert load_lpips("squeeze").weights_source == str(any_lpips_dir / FILES["squeeze"])
     monkeypatch.delenv(LPIPS_WEIGHTS_ENV)
     # torchvision's weights from the hub cache: a full state dict (features + classifier), no download.
     calls = block_downloads
-    features = torch.load(lpips_dir / FILES["alex"], map_location="cpu", weights_only=True)
+    features = torch.load(any_lpips_dir / FILES["alex"], map_location="cpu", weights_only=True)
     full = {f"features.{k}": v for k, v in features.items()}
     full["classifier.6.weight"] = torch.zeros(2, 2)
     cache = tmp_path / "torch-home" / "hub" / "checkpoints"

@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
-def data_dir(val_images: List[Path], tmp_path: Path) -> Path:
-    """Six real photos, downscaled so tiny-preset steps take milliseconds."""
+def data_dir(photos: List[Path], tmp_path: Path) -> Path:
+    """The six test photos, downscaled so tiny-preset steps take milliseconds."""
     folder = tmp_path / "data"
     folder.mkdir()
-    for i, src in enumerate(val_images[:6]):
+    for i, src in enumerate(photos[:6]):
         with Image.open(src) as img:
             img.convert("RGB").resize((img.width // 3, img.height // 3), Image.LANCZOS).save(folder / f"p{i}.png")
     return folder
@@ -50,9 +50,11 @@ def _changed(before: Dict[str, torch.Tensor], module: torch.nn.Module, prefix: s
     return any(not torch.equal(before[k], v) for k, v in module.named_parameters() if k.startswith(prefix))
 
 
-def test_stage1_then_stage2_change_generator_and_discriminator(data_dir: Path, tmp_path: Path, lpips_dir: Path) -> None:
+def test_stage1_then_stage2_change_generator_and_discriminator(
+    data_dir: Path, tmp_path: Path, any_lpips_dir: Path
+) -> None:
     cfg = get_config("hific-tiny")
-    t1 = Trainer(cfg, _opts(data_dir, tmp_path / "s1", lpips_weights=str(lpips_dir)), D.DistInfo())
+    t1 = Trainer(cfg, _opts(data_dir, tmp_path / "s1", lpips_weights=str(any_lpips_dir)), D.DistInfo())
     before = _params(t1.model)
     summary = t1.fit()
     assert summary["step"] == 3
@@ -61,7 +63,7 @@ def test_stage1_then_stage2_change_generator_and_discriminator(data_dir: Path, t
 
     start = load_checkpoint(tmp_path / "s1" / "last.pt")
     t2 = Trainer(cfg, _opts(data_dir, tmp_path / "s2", stage=2, init=str(tmp_path / "s1" / "last.pt"),
-                            lpips_weights=str(lpips_dir)), D.DistInfo(), start)
+                            lpips_weights=str(any_lpips_dir)), D.DistInfo(), start)
     assert t2.step == 3 and t2.disc is not None
     g_before, d_before = _params(t2.model), _params(t2.disc)
     t2.fit()
@@ -152,9 +154,9 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_ranks_stay_in_sync(data_dir: Path, tmp_path: Path, lpips_dir: Path) -> None:
+def test_ddp_two_cpu_ranks_stay_in_sync(data_dir: Path, tmp_path: Path, any_lpips_dir: Path) -> None:
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", HIFIC_LPIPS_WEIGHTS=str(lpips_dir), PYTHONPATH=str(REPO))
+    env = dict(os.environ, OMP_NUM_THREADS="1", HIFIC_LPIPS_WEIGHTS=str(any_lpips_dir), PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", str(REPO / "train.py"), "--preset", "hific-tiny", "--data", str(data_dir),
            "--out", str(out), "--steps", "3", "--device", "cpu", "--workers", "0", "--no-progress",

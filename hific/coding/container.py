@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import FormatError
-from ..limits import MAX_PIXELS, MAX_SIDE
+from ..limits import MAX_PIXELS, MAX_SIDE, size_supported
 
 MAGIC = b"HFIC"
 VERSION = 3  # written by this hific
@@ -81,7 +81,7 @@ def check_size(height: int, width: int) -> None:
     """Refuse image sizes the codec will not allocate for."""
     if height < 1 or width < 1:
         raise FormatError(f"invalid image size {width}x{height}")
-    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+    if not size_supported(width, height):
         raise FormatError(
             f"image size {width}x{height} exceeds the limit "
             f"({MAX_SIDE} px per side, {MAX_PIXELS // 1_000_000} megapixels)"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import array
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
@@ -21,6 +20,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor
 
 from ..errors import FormatError
+from ..limits import available_cpus
 
 # Each decoded symbol can pull at most one 32-bit word from the stream and
 # bypass-coded values pull more; a corrupt stream can therefore make the C++
@@ -54,10 +54,7 @@ def band_bounds(rows: int, count: int) -> List[Tuple[int, int]]:
 
 def default_threads() -> int:
     """Worker threads for substream coding: the CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 def _in_inference_mode(fn: Callable[[T], R]) -> Callable[[T], R]:

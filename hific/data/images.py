@@ -15,13 +15,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import HificError
-from ..image_io import read_image
-from ..limits import MAX_PIXELS, MAX_SIDE
-
-PathLike = Union[str, os.PathLike]
-
-IMAGE_EXTENSIONS: Tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp")
-"""File extensions :func:`find_images` looks for by default."""
+from ..fileio import PathLike
+from ..image_io import IMAGE_EXTENSIONS, read_image
+from ..limits import size_supported
 
 DEFAULT_SCALE_RANGE: Tuple[float, float] = (0.75, 0.95)
 """HiFiC's random downscale range (Mentzer et al. 2020, Appendix A.1)."""
@@ -111,7 +107,7 @@ def _probe(path: Path) -> Optional[str]:
         return "image too large (Pillow decompression-bomb limit)"
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         return f"cannot read image header ({exc})"
-    if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+    if not size_supported(w, h):
         return f"image size {w}x{h} is outside the supported range"
     return None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
@@ -12,9 +11,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..errors import HificError
+from ..limits import available_cpus
 from .images import ImageFolder
-
-
 
 # ---------------------------------------------------------------------------
 # Samplers and loaders
@@ -104,11 +102,7 @@ def default_num_workers() -> int:
     One core is left to the training process: ``min(8, cores - 1)``, so 1 on
     a 2-core machine and 0 on a single core.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(0, min(8, cores - 1))
+    return max(0, min(8, available_cpus() - 1))
 
 
 def build_loader(

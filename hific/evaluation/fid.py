@@ -77,10 +77,6 @@ Typical use (the evaluation harness)::
         fake = inception.features(sum((extract_patches(y) for y in recs[codec]), []))
         scores = fid_kid(real, fake)                  # fid, kid_mean, kid_std, ...
 
-or, with the same machinery behind one object, :class:`PatchFID`
-(``add_real`` / ``add_fake`` / ``compute`` and ``compute_against`` to score
-several fake sets against one set of originals).
-
 Weights: :func:`find_fid_weights` looks at the explicit argument
 (``--fid-weights``), then ``HIFIC_FID_WEIGHTS``; with neither, torch-fidelity
 uses its own torch hub cache / download. Offline and without a cached copy,
@@ -90,7 +86,6 @@ uses its own torch hub cache / download. Offline and without a cached copy,
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -99,9 +94,9 @@ import torch
 from torch import Tensor
 
 from ..errors import HificError
+from ..fileio import PathLike
 from ..weights import locate_weights
 
-PathLike = Union[str, "os.PathLike[str]"]
 Patches = Union[np.ndarray, Sequence[np.ndarray]]
 
 PATCH_SIZE = 256
@@ -539,114 +534,3 @@ def fid_kid(
         "kid_subsets": subsets,
     }
 
-
-class PatchFID:
-    """Accumulates real and fake patches' features and scores them with FID/KID.
-
-    Inception runs once per patch as patches arrive (``batch_size`` at a time);
-    only the 2048-d features are kept (8 KiB per patch). The real features can
-    be scored against several fake sets with :meth:`compute_against`.
-
-    Args:
-        weights: Inception weights file or folder (see :func:`find_fid_weights`);
-            ignored when ``inception`` is given.
-        inception: An already loaded :class:`InceptionFeatures` to share.
-        device: Where Inception runs (when this object loads it).
-        batch_size: Patches per forward pass (when this object loads it).
-        subsets: KID subsets.
-        seed: Seed of KID's subset sampling.
-
-    Raises:
-        FidWeightsError: if the weights cannot be found or loaded.
-    """
-
-    def __init__(
-        self,
-        weights: Optional[PathLike] = None,
-        *,
-        inception: Optional[InceptionFeatures] = None,
-        device: Union[str, torch.device] = "cpu",
-        batch_size: int = BATCH_SIZE,
-        subsets: int = KID_SUBSETS,
-        seed: int = 0,
-    ) -> None:
-        self.inception = inception if inception is not None else InceptionFeatures(weights, device, batch_size)
-        self.subsets = subsets
-        self.seed = seed
-        self._real: List[Tensor] = []
-        self._fake: List[Tensor] = []
-
-    @property
-    def real_features(self) -> Tensor:
-        """``(n_real, 2048)`` features of the real patches so far."""
-        return torch.cat(self._real) if self._real else torch.zeros(0, FEATURE_DIM)
-
-    @property
-    def fake_features(self) -> Tensor:
-        """``(n_fake, 2048)`` features of the fake patches so far."""
-        return torch.cat(self._fake) if self._fake else torch.zeros(0, FEATURE_DIM)
-
-    @property
-    def n_real(self) -> int:
-        """Number of real patches so far."""
-        return sum(len(f) for f in self._real)
-
-    @property
-    def n_fake(self) -> int:
-        """Number of fake patches so far."""
-        return sum(len(f) for f in self._fake)
-
-    def add_real(self, patches: Patches) -> int:
-        """Add real (original) patches; returns how many were added."""
-        f = self.inception.features(patches)
-        self._real.append(f)
-        return len(f)
-
-    def add_fake(self, patches: Patches) -> int:
-        """Add fake (reconstructed) patches; returns how many were added."""
-        f = self.inception.features(patches)
-        self._fake.append(f)
-        return len(f)
-
-    def add(self, real: Patches, fake: Patches) -> None:
-        """Add real and fake patches (lists of ``HxWx3`` uint8 arrays or batches)."""
-        self.add_real(real)
-        self.add_fake(fake)
-
-    def add_images(self, real: Sequence[np.ndarray] = (), fake: Sequence[np.ndarray] = ()) -> Tuple[int, int]:
-        """Cut whole images into patches (:func:`extract_patches`) and add them.
-
-        Returns:
-            ``(real patches added, fake patches added)``; images smaller than
-            256 px on a side add none.
-        """
-        nr = sum(self.add_real(extract_patches(x)) for x in real)
-        nf = sum(self.add_fake(extract_patches(x)) for x in fake)
-        return nr, nf
-
-    def compute(self) -> Dict[str, float]:
-        """FID/KID of all fake patches against all real patches (see :func:`fid_kid`).
-
-        Raises:
-            TooFewPatchesError: if either side has fewer than 2 patches.
-        """
-        return fid_kid(self.real_features, self.fake_features, subsets=self.subsets, seed=self.seed)
-
-    def compute_against(self, fake: Patches) -> Dict[str, float]:
-        """FID/KID of ``fake`` patches against the stored real patches.
-
-        The stored fake patches are neither used nor changed, so one object
-        holding the originals can score several codecs in turn.
-
-        Raises:
-            TooFewPatchesError: if either side has fewer than 2 patches.
-        """
-        return fid_kid(self.real_features, self.inception.features(fake), subsets=self.subsets, seed=self.seed)
-
-    def reset_fake(self) -> None:
-        """Forget the fake patches, keep the real ones."""
-        self._fake = []
-
-    def reset(self) -> None:
-        """Forget all patches."""
-        self._real, self._fake = [], []

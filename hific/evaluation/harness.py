@@ -24,12 +24,11 @@ from ..checkpoint import load_model
 from ..coding import Codec
 from ..data import find_images
 from ..fileio import atomic_write_bytes
-from ..image_io import read_image
+from ..image_io import read_image, write_png
 from ..losses import load_lpips
 from .baselines import available_codecs, match_bpp
 from .fid import InceptionFeatures, extract_patches, fid_kid
 from .metrics import image_metrics
-from .report import save_png
 
 EXTENSIONS = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl", "hevc": ".heic"}
 
@@ -108,7 +107,8 @@ def run_evaluation(opts: EvalOptions) -> Dict[str, Any]:
         name = path.stem
         originals[name] = rgb
         rel = f"images/original/{name}.png"
-        save_png(out / rel, rgb)
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_png(out / rel, rgb, compress_level=3)
         images.append({"name": name, "path": str(path), "width": rgb.shape[1], "height": rgb.shape[0],
                        "original": rel})
         feats = scorer.patch_features(rgb)
@@ -180,7 +180,8 @@ def _row(name: str, point: str, method: str, label: str, bpp: float, quality: Op
          ref: np.ndarray, rec: np.ndarray, out: Path, file_rel: str, scorer: _Scorer,
          fake_feats: Dict[tuple, List[torch.Tensor]], target: Optional[float] = None) -> Dict[str, Any]:
     rel = f"images/{point}/{method}/{name}.png"
-    save_png(out / rel, rec)
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    write_png(out / rel, rec, compress_level=3)
     feats = scorer.patch_features(rec)
     if feats is not None:
         fake_feats.setdefault((point, method), []).append(feats)

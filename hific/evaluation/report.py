@@ -15,7 +15,6 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from ..fileio import atomic_write_bytes
@@ -292,11 +291,3 @@ def write_report(results: Dict[str, Any], out: Path, crop_images: int = 4) -> Di
     crops = write_crops(results, out, count=crop_images)
     write_html(results, out, plots, crops)
     return {"plots": plots, "crops": crops}
-
-
-def save_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an ``HxWx3`` uint8 array as PNG, atomically, creating folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=3)
-    atomic_write_bytes(path, buf.getvalue())

@@ -18,12 +18,13 @@ import json
 import signal
 import sys
 import threading
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 from ..checkpoint import load_checkpoint
 from ..config import HificConfig, config_from_dict, get_config, list_presets, override
-from ..errors import HificError
+from ..errors import HificError, first_line
 from . import distributed as D
 from .options import RunOptions
 
@@ -43,12 +44,14 @@ _OVERRIDES = {
     "beta": ("loss", "beta"),
 }
 
+_DEFAULT = {f.name: f.default for f in fields(RunOptions)}  # the flags' defaults are RunOptions'
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     p.add_argument("--preset", choices=list_presets(), help="model preset (not needed with --init/--resume)")
-    p.add_argument("--data", required=True, help="training image folder (recursive: jpg/png/webp)")
+    p.add_argument("--data", required=True, help="training image folder (searched recursively)")
     p.add_argument("--val", help="validation image folder")
     p.add_argument("--out", help="run folder (default: the folder of --resume)")
     p.add_argument("--stage", type=int, choices=(1, 2), help="1: no GAN; 2: with the GAN (needs --init)")
@@ -56,23 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="stage-1 checkpoint to start stage 2 from")
     p.add_argument("--resume", help="training checkpoint to continue exactly")
     p.add_argument("--warm-start", metavar="CKPT",
-                   help="start a --preset model (e.g. hific-small-vr) from the weights of a smaller-featured "
+                   help="start a --preset model (e.g. hific-small-vr) from the weights of a single-rate "
                         "checkpoint of the same size (e.g. a shipped hific-small-lo); new modules start fresh")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default=_DEFAULT["device"], choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (hyperprior stays float32)")
-    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+    p.add_argument("--ema", type=float, default=_DEFAULT["ema_decay"], metavar="DECAY",
                    help="keep an EMA of the weights (e.g. 0.999); validation uses it")
-    p.add_argument("--max-train-cpu", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--max-train-cpu", type=float, default=_DEFAULT["max_train_cpu"], metavar="SECONDS",
                    help="stop once the training steps have used this much process CPU time (learning curves)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder and generator")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--val-every", type=int, default=1000)
-    p.add_argument("--val-images", type=int, default=4)
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--workers", type=int, default=_DEFAULT["workers"], help="DataLoader workers per process")
+    p.add_argument("--seed", type=int, default=_DEFAULT["seed"])
+    p.add_argument("--save-every", type=int, default=_DEFAULT["save_every"])
+    p.add_argument("--val-every", type=int, default=_DEFAULT["val_every"])
+    p.add_argument("--val-images", type=int, default=_DEFAULT["val_images"])
+    p.add_argument("--log-every", type=int, default=_DEFAULT["log_every"])
     p.add_argument("--lpips-weights", help="LPIPS backbone weights file or folder (or $HIFIC_LPIPS_WEIGHTS)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     g = p.add_argument_group("config overrides")
@@ -135,8 +138,8 @@ def _resolve(args: argparse.Namespace) -> tuple[HificConfig, RunOptions, Optiona
     if out is None:
         raise HificError("name a run folder with --out")
     opts = RunOptions(
-        data=args.data, out=out, stage=stage, steps=steps if steps is not None else 1000, val=args.val,
-        init=args.init, resume=args.resume, device=args.device, amp=args.amp, cpu_bf16=args.cpu_bf16,
+        data=args.data, out=out, stage=stage, steps=steps if steps is not None else _DEFAULT["steps"],
+        val=args.val, init=args.init, resume=args.resume, device=args.device, amp=args.amp, cpu_bf16=args.cpu_bf16,
         ema_decay=args.ema, max_train_cpu=args.max_train_cpu,
         channels_last=args.channels_last, compile=args.compile, workers=args.workers, seed=args.seed,
         save_every=args.save_every, val_every=args.val_every, val_images=args.val_images,
@@ -180,8 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (HificError, ValueError, RuntimeError, FloatingPointError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {first}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
     finally:
         D.cleanup()
