@@ -52,12 +52,13 @@ def vr_codec(vr_ckpt: Path) -> Codec:
 
 
 @pytest.fixture(scope="module")
-def photos(val_images: List[Path]) -> List[np.ndarray]:
-    """Four real photos, downscaled to keep the searches fast."""
+def images(photos: List[Path]) -> List[np.ndarray]:
+    """Four of the committed test photos (the largest downscaled, to keep the searches fast)."""
     out = []
-    for p in val_images[:4]:
+    for p in photos[:4]:
         with Image.open(p) as img:
-            out.append(np.asarray(img.convert("RGB").resize((img.width // 2, img.height // 2), Image.LANCZOS)))
+            scale = 2 if img.width * img.height > 100_000 else 1
+            out.append(np.asarray(img.convert("RGB").resize((img.width // scale, img.height // scale), Image.LANCZOS)))
     return out
 
 
@@ -74,24 +75,24 @@ def test_quant_steps_fall_strictly_with_quality() -> None:
         qs(1.5)
 
 
-def test_rate_rises_strictly_with_quality_on_every_photo(vr_codec: Codec, photos: List[np.ndarray]) -> None:
-    for img in photos:
+def test_rate_rises_strictly_with_quality_on_every_photo(vr_codec: Codec, images: List[np.ndarray]) -> None:
+    for img in images:
         sizes = [len(vr_codec.compress(img, q)) for q in QUALITIES]
         assert all(a < b for a, b in zip(sizes, sizes[1:])), sizes
 
 
-def test_same_quality_same_bytes(vr_ckpt: Path, photos: List[np.ndarray]) -> None:
-    a = Codec(*load_model(vr_ckpt), device="cpu", threads=1).compress(photos[0], 0.37)
-    b = Codec(*load_model(vr_ckpt), device="cpu", threads=4).compress(photos[0], 0.37)
+def test_same_quality_same_bytes(vr_ckpt: Path, images: List[np.ndarray]) -> None:
+    a = Codec(*load_model(vr_ckpt), device="cpu", threads=1).compress(images[0], 0.37)
+    b = Codec(*load_model(vr_ckpt), device="cpu", threads=4).compress(images[0], 0.37)
     assert a == b
     f = unpack(a)
     assert f.version == 3 and f.quality == quality_code(0.37) == round(0.37 * 65535)
 
 
-def test_size_targets_are_never_exceeded(vr_codec: Codec, photos: List[np.ndarray]) -> None:
+def test_size_targets_are_never_exceeded(vr_codec: Codec, images: List[np.ndarray]) -> None:
     """20 targets x 4 photos: every file fits; above the floor it uses at least
     90% of the budget, and the next quality code up would not fit."""
-    for img in photos:
+    for img in images:
         floor = len(vr_codec.compress(img, 0.0))
         top = len(vr_codec.compress(img, 1.0))
         for target in np.geomspace(floor * 0.8, top * 1.2, 20).astype(int):
@@ -108,8 +109,8 @@ def test_size_targets_are_never_exceeded(vr_codec: Codec, photos: List[np.ndarra
                 assert len(data) >= 0.9 * target
 
 
-def test_bpp_targets_count_the_whole_file(vr_codec: Codec, photos: List[np.ndarray]) -> None:
-    img = photos[1]
+def test_bpp_targets_count_the_whole_file(vr_codec: Codec, images: List[np.ndarray]) -> None:
+    img = images[1]
     pixels = img.shape[0] * img.shape[1]
     for bpp in (0.3, 0.8, 1.5):
         data = vr_codec.compress(img, target_bpp=bpp)
@@ -117,18 +118,18 @@ def test_bpp_targets_count_the_whole_file(vr_codec: Codec, photos: List[np.ndarr
         assert data == vr_codec.compress(img, target_bytes=int(bpp * pixels / 8))
 
 
-def test_one_file_decodes_at_any_realism(vr_codec: Codec, photos: List[np.ndarray]) -> None:
-    data = vr_codec.compress(photos[0], 0.5)
+def test_one_file_decodes_at_any_realism(vr_codec: Codec, images: List[np.ndarray]) -> None:
+    data = vr_codec.compress(images[0], 0.5)
     latent, _ = vr_codec.decode_latent(data)
     images = [vr_codec.decompress(data, r) for r in (0.0, 0.5, 1.0)]
     assert torch.equal(vr_codec.decode_latent(data)[0], latent)
     for a, b in zip(images, images[1:]):
-        assert a.shape == photos[0].shape and not np.array_equal(a, b)
+        assert a.shape == images[0].shape and not np.array_equal(a, b)
     assert np.array_equal(vr_codec.decompress(data), images[2])  # realism 1 is the default
 
 
-def test_tiled_decode_follows_the_conditioned_model(vr_ckpt: Path, vr_codec: Codec, photos: List[np.ndarray]) -> None:
-    data = vr_codec.compress(photos[0], 0.6)
+def test_tiled_decode_follows_the_conditioned_model(vr_ckpt: Path, vr_codec: Codec, images: List[np.ndarray]) -> None:
+    data = vr_codec.compress(images[0], 0.6)
     whole = vr_codec.decompress(data, 0.3)
     tiled_codec = Codec(*load_model(vr_ckpt), device="cpu", tile_budget=1 << 12)  # bands and tiles
     assert tiled_codec._tiled(*vr_codec.decode_latent(data)[0].shape[-2:])
@@ -143,20 +144,20 @@ def test_tiled_decode_follows_the_conditioned_model(vr_ckpt: Path, vr_codec: Cod
     ({"target_bytes": 10.5}, "size target"), ({"quality": 0.5, "target_bytes": 100}, "one of"), ({}, "variable-rate"),
     ({"target_bpp": 0}, "bpp target"), ({"target_bpp": float("inf")}, "bpp target"), ({"target_bpp": "a"}, "bpp target"),
 ])
-def test_bad_rate_values_are_refused(vr_codec: Codec, photos: List[np.ndarray], kwargs, message: str) -> None:
+def test_bad_rate_values_are_refused(vr_codec: Codec, images: List[np.ndarray], kwargs, message: str) -> None:
     with pytest.raises(HificError, match=message):
-        vr_codec.compress(photos[0], **kwargs)
+        vr_codec.compress(images[0], **kwargs)
 
 
-def test_bad_realism_and_single_rate_misuse_are_refused(vr_codec: Codec, tiny_codec: Codec, photos) -> None:
-    data = vr_codec.compress(photos[0], 0.5)
+def test_bad_realism_and_single_rate_misuse_are_refused(vr_codec: Codec, tiny_codec: Codec, images) -> None:
+    data = vr_codec.compress(images[0], 0.5)
     for bad in (float("nan"), -0.5, 1.5, "x"):
         with pytest.raises(HificError, match="realism"):
             vr_codec.decompress(data, bad)
     with pytest.raises(HificError, match="one rate"):
-        tiny_codec.compress(photos[0], 0.5)
+        tiny_codec.compress(images[0], 0.5)
     with pytest.raises(HificError, match="no realism"):
-        tiny_codec.decompress(tiny_codec.compress(photos[0]), 0.5)
+        tiny_codec.decompress(tiny_codec.compress(images[0]), 0.5)
 
 
 def test_condition_sampling_is_a_function_of_the_step() -> None:
@@ -170,10 +171,10 @@ def test_condition_sampling_is_a_function_of_the_step() -> None:
 
 
 @pytest.fixture()
-def data_dir(val_images: List[Path], tmp_path: Path) -> Path:
+def data_dir(photos: List[Path], tmp_path: Path) -> Path:
     folder = tmp_path / "data"
     folder.mkdir()
-    for i, src in enumerate(val_images[:4]):
+    for i, src in enumerate(photos[:4]):
         with Image.open(src) as img:
             img.convert("RGB").resize((img.width // 3, img.height // 3), Image.LANCZOS).save(folder / f"p{i}.png")
     return folder
@@ -239,7 +240,7 @@ def test_validation_logs_every_grid_point(data_dir: Path, tmp_path: Path) -> Non
     assert by_q[0.0].pop() < by_q[0.5].pop() < by_q[1.0].pop()
 
 
-def test_warm_start_from_a_single_rate_checkpoint(tmp_path: Path, photos: List[np.ndarray]) -> None:
+def test_warm_start_from_a_single_rate_checkpoint(tmp_path: Path, images: List[np.ndarray]) -> None:
     from hific.training.trainer import warm_start
     from hific.models import build_model
 
