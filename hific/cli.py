@@ -101,7 +101,7 @@ def _load_codec(args: argparse.Namespace) -> "Codec":
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = args.checkpoint or default_checkpoint(args.quality)
+    path = args.checkpoint or default_checkpoint(args.quality, notice=lambda m: print(f"note: {m}", file=sys.stderr))
     model, digest = load_model(path)
     codec = Codec(
         model, digest, device=args.device, precision=args.precision, compile=args.compile,
