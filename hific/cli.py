@@ -24,7 +24,8 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
+                    TextIO, Tuple)
 
 from . import __version__
 from .coding.container import SECTION_NAMES, unpack
@@ -117,9 +118,37 @@ def _report(exc: BaseException) -> str:
     return f"error: {exc}"
 
 
-def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc: str) -> int:
+class _NoBar:
+    """What the CLI uses of tqdm's class, for one file: no bar, plain prints (and no tqdm import)."""
+
+    def __init__(self, iterable: Iterable = (), **_: object) -> None:
+        self._iterable = iterable
+
+    def __iter__(self) -> Iterator:
+        return iter(self._iterable)
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def write(text: str, file: Optional[TextIO] = None) -> None:
+        print(text, file=file or sys.stdout, flush=True)
+
+
+def _bar_class(files: int) -> Any:
+    """tqdm's class when a progress bar shows (two files or more), else :class:`_NoBar`."""
+    if files < 2:
+        return _NoBar
     from tqdm import tqdm
 
+    return tqdm
+
+
+def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc: str) -> int:
+    tqdm = _bar_class(len(pairs))
     failures = 0
     bar = tqdm(pairs, desc=desc, unit="file", disable=len(pairs) < 2, file=sys.stderr)
     for src, dst in bar:
@@ -135,8 +164,7 @@ def _run_pipeline(
     pairs: List[Tuple[Path, Path]], results: Iterator, finish: Callable[[Path, Path, object, float], str], desc: str
 ) -> int:
     """Consume a codec pipeline in order: one line per file, one error line per failure."""
-    from tqdm import tqdm
-
+    tqdm = _bar_class(len(pairs))
     failures = 0
     bar = tqdm(total=len(pairs), desc=desc, unit="file", disable=len(pairs) < 2, file=sys.stderr)
     start = last = time.perf_counter()
@@ -162,11 +190,10 @@ def _run_pipeline(
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .image_io import read_image
 
     pairs = _plan(_expand(args.inputs, IMAGE_EXTENSIONS), args.output, lambda p: p.stem + HIFIC_EXTENSION, args.force)
+    tqdm = _bar_class(len(pairs))
     codec = _load_codec(args)
     _make_output_dirs(pairs)
     sizes: Dict[Path, Tuple[int, int]] = {}
