@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 
 from . import __version__
+from ._compressai import EntropyBottleneck, GaussianConditional
 from .config import HificConfig, config_from_dict, config_to_dict, get_config, list_presets
 from .errors import CheckpointError, HificError, first_line
 from .fileio import PathLike, atomic_path, atomic_write_bytes

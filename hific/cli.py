@@ -9,6 +9,11 @@ Usage::
 Inputs may be files, folders or glob patterns. Exit status is 0 when every
 input succeeded, 1 when any failed (one ``error:`` line each), 2 for usage
 errors.
+
+Start-up cost matters here (people run this once per file), so only the
+standard library loads at import: ``--help``, ``--version``, ``info`` and
+usage errors never import torch, and ``compress``/``decompress`` import the
+codec when they run.
 """
 
 from __future__ import annotations
@@ -19,17 +24,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
+                    TextIO, Tuple)
 
-import numpy as np
-from tqdm import tqdm
-
-from .coding import Codec, unpack
-from .coding.container import SECTION_NAMES
-from .coding.tiling import DEFAULT_BUDGET
+from . import __version__
+from .coding.container import SECTION_NAMES, unpack
 from .errors import HificError, first_line
 from .fileio import atomic_write_bytes
-from .image_io import IMAGE_EXTENSIONS, read_image, write_png
+from .limits import DEFAULT_BUDGET, IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:
+    from .coding.codec import Codec
 
 HIFIC_EXTENSION = ".hific"
 
@@ -87,15 +92,16 @@ def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
         parent.mkdir(parents=True, exist_ok=True)
 
 
-def _load_codec(args: argparse.Namespace) -> Codec:
+def _load_codec(args: argparse.Namespace) -> "Codec":
     import torch
 
     from .checkpoint import load_model
+    from .coding.codec import Codec
     from .zoo import default_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = args.checkpoint or default_checkpoint(args.quality)
+    path = args.checkpoint or default_checkpoint(args.quality, notice=lambda m: print(f"note: {m}", file=sys.stderr))
     model, digest = load_model(path)
     codec = Codec(
         model, digest, device=args.device, precision=args.precision, compile=args.compile,
@@ -111,7 +117,37 @@ def _report(exc: BaseException) -> str:
     return f"error: {exc}"
 
 
+class _NoBar:
+    """What the CLI uses of tqdm's class, for one file: no bar, plain prints (and no tqdm import)."""
+
+    def __init__(self, iterable: Iterable = (), **_: object) -> None:
+        self._iterable = iterable
+
+    def __iter__(self) -> Iterator:
+        return iter(self._iterable)
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def write(text: str, file: Optional[TextIO] = None) -> None:
+        print(text, file=file or sys.stdout, flush=True)
+
+
+def _bar_class(files: int) -> Any:
+    """tqdm's class when a progress bar shows (two files or more), else :class:`_NoBar`."""
+    if files < 2:
+        return _NoBar
+    from tqdm import tqdm
+
+    return tqdm
+
+
 def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc: str) -> int:
+    tqdm = _bar_class(len(pairs))
     failures = 0
     bar = tqdm(pairs, desc=desc, unit="file", disable=len(pairs) < 2, file=sys.stderr)
     for src, dst in bar:
@@ -127,6 +163,7 @@ def _run_pipeline(
     pairs: List[Tuple[Path, Path]], results: Iterator, finish: Callable[[Path, Path, object, float], str], desc: str
 ) -> int:
     """Consume a codec pipeline in order: one line per file, one error line per failure."""
+    tqdm = _bar_class(len(pairs))
     failures = 0
     bar = tqdm(total=len(pairs), desc=desc, unit="file", disable=len(pairs) < 2, file=sys.stderr)
     start = last = time.perf_counter()
@@ -152,7 +189,10 @@ def _run_pipeline(
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
+    from .image_io import read_image
+
     pairs = _plan(_expand(args.inputs, IMAGE_EXTENSIONS), args.output, lambda p: p.stem + HIFIC_EXTENSION, args.force)
+    tqdm = _bar_class(len(pairs))
     codec = _load_codec(args)
     _make_output_dirs(pairs)
     sizes: Dict[Path, Tuple[int, int]] = {}
@@ -187,6 +227,10 @@ def _read_hific(src: Path) -> bytes:
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .image_io import write_png
+
     pairs = _plan(_expand(args.inputs, (HIFIC_EXTENSION,)), args.output, lambda p: p.name + ".png", args.force)
     codec = _load_codec(args)
     _make_output_dirs(pairs)
@@ -229,11 +273,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return _run([(p, p) for p in files], work, "info")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "compress.py", tools: Optional[Mapping[str, str]] = None) -> argparse.ArgumentParser:
+    """The command-line parser.
+
+    Args:
+        prog: The program name shown in usage lines (``hific`` for the installed command).
+        tools: Further commands to list (name -> help); :mod:`hific.console`
+            runs them before this parser sees the arguments.
+    """
     parser = argparse.ArgumentParser(
-        prog="compress.py",
+        prog=prog,
         description="HiFiC generative image compression: real .hific files at very low bitrates.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("compress", "compress images to .hific files"),
@@ -255,12 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="memory budget (MiB) per activation tensor; larger images are processed in tiles (0: never tile)")
     p = sub.add_parser("info", help="print the header of .hific files")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
+    for name, help_text in (tools or {}).items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; returns the exit status instead of exiting."""
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: str = "compress.py",
+         tools: Optional[Mapping[str, str]] = None) -> int:
+    """Entry point; returns the exit status instead of exiting (``prog``, ``tools``: see :func:`build_parser`)."""
+    args = build_parser(prog, tools).parse_args(argv)
     commands = {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _cmd_info}
     try:
         return commands[args.command](args)

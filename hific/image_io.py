@@ -13,9 +13,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError
 from .fileio import PathLike, atomic_write_bytes
-from .limits import MAX_PIXELS, MAX_SIDE, size_supported
+from .limits import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_SIDE, size_supported  # noqa: F401 (IMAGE_EXTENSIONS re-exported)
 
-IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 """File extensions of the images hific reads: compressed, evaluated and trained on."""
 
 

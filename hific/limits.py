@@ -1,9 +1,14 @@
-"""Limits shared across the package: the largest image, and the CPUs at hand."""
+"""Limits and constants shared across the package (standard library only, so
+the CLI can use them without importing torch): the largest image, the file
+types read as images, the tiler's memory budget, and the CPUs at hand."""
 
 import os
+from typing import Tuple
 
 MAX_SIDE = 32768
 MAX_PIXELS = 1 << 28  # 268 megapixels
+DEFAULT_BUDGET = 64 * 2**20  # bytes for the largest activation tensor of one tile (hific.coding.tiling)
+IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 
 
 def size_supported(width: int, height: int) -> bool:

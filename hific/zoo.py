@@ -1,18 +1,43 @@
-"""Shipped checkpoints and how the CLIs find a default one."""
+"""Shipped checkpoints and how the CLIs find a default one.
+
+A quality (``lo``, ``mi``, ``hi``) names a shipped checkpoint file, found by
+the first of:
+
+1. ``$HIFIC_CHECKPOINT`` (a path, whatever the quality);
+2. ``checkpoints/`` of the source checkout this package runs from;
+3. the copy installed with the package (``hific/shipped/``, in the wheel);
+4. the user cache: ``$HIFIC_CACHE``, else ``$XDG_CACHE_HOME/hific``, else
+   ``~/.cache/hific``;
+5. a download from ``$HIFIC_ZOO_URL`` (default :data:`ZOO_URL`) into that
+   cache, checked against :data:`SHA256`; ``HIFIC_OFFLINE=1`` forbids it.
+
+The wheel carries the ``lo`` checkpoint, so an installed package works
+offline; steps 4 and 5 serve checkpoints that do not ship in it.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict, List, Optional
 
 from .errors import HificError
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHECKPOINT_DIR = PACKAGE_DIR.parent / "checkpoints"  # in a source checkout
+INSTALLED_DIR = PACKAGE_DIR / "shipped"  # in an installed wheel (setup.py maps checkpoints/ here)
 ENV_VAR = "HIFIC_CHECKPOINT"
+CACHE_ENV = "HIFIC_CACHE"
+URL_ENV = "HIFIC_ZOO_URL"
+OFFLINE_ENV = "HIFIC_OFFLINE"
+# Placeholder: where release assets would live; every file is checked against SHA256.
+ZOO_URL = "https://example.org/hific/checkpoints/"
 
 # quality -> file name in checkpoints/. Filled in as trained models ship.
 SHIPPED: Dict[str, str] = {"lo": "hific-small-lo-d5f4f9d0.pt"}
+SHA256: Dict[str, str] = {
+    "hific-small-lo-d5f4f9d0.pt": "d5f4f9d092e03f6f3a93940711a394c30880a013fe34303318a5c7c0bcd0d4ce",
+}
 
 HOW_TO_GET_ONE = (
     "train one with train.py (see README: Training), or create an untrained one with "
@@ -21,19 +46,63 @@ HOW_TO_GET_ONE = (
 )
 
 
-def default_checkpoint(quality: str = "lo") -> Path:
-    """The checkpoint to use when the user names none.
+def cache_dir() -> Path:
+    """The user cache folder for downloaded checkpoints (not created here)."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "hific"
 
-    Order: the ``HIFIC_CHECKPOINT`` environment variable, then the shipped
-    checkpoint for ``quality`` in ``checkpoints/``.
+
+def offline() -> bool:
+    """Whether ``$HIFIC_OFFLINE`` forbids downloads."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def local_candidates(name: str) -> List[Path]:
+    """Where a shipped file ``name`` may already be, in the order they are tried."""
+    places = []
+    if (CHECKPOINT_DIR.parent / "setup.cfg").is_file():  # running from a source checkout
+        places.append(CHECKPOINT_DIR / name)
+    return places + [INSTALLED_DIR / name, cache_dir() / name]
+
+
+def download_url(name: str) -> str:
+    """The URL of shipped file ``name`` (``$HIFIC_ZOO_URL`` replaces the base)."""
+    base = os.environ.get(URL_ENV) or ZOO_URL
+    return base.rstrip("/") + "/" + name
+
+
+def default_checkpoint(quality: str = "lo", notice: Optional[Callable[[str], None]] = None) -> Path:
+    """The checkpoint to use when the user names none (see the module docstring for the order).
+
+    Args:
+        quality: Which shipped checkpoint.
+        notice: Told, in one line, about a download before it starts.
 
     Raises:
-        HificError: when neither exists; the message says how to get one.
+        HificError: when none is found and none may or can be downloaded;
+            the message says where it looked and how to get one.
     """
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
     name = SHIPPED.get(quality)
-    if name and (CHECKPOINT_DIR / name).is_file():
-        return CHECKPOINT_DIR / name
-    raise HificError(f"no checkpoint given and no shipped '{quality}' checkpoint found; {HOW_TO_GET_ONE}")
+    if not name:
+        raise HificError(f"no checkpoint given and no shipped '{quality}' checkpoint found; {HOW_TO_GET_ONE}")
+    places = local_candidates(name)
+    for path in places:
+        if path.is_file():
+            return path
+    looked = ", ".join(str(p.parent) for p in places)
+    if offline():
+        raise HificError(f"the shipped '{quality}' checkpoint {name} is not in {looked}, and {OFFLINE_ENV} "
+                         f"forbids downloading it; put it in {cache_dir()}, or {HOW_TO_GET_ONE}")
+    from .download import DownloadError, fetch
+
+    try:
+        return fetch(download_url(name), cache_dir() / name, SHA256[name], notice=notice)
+    except DownloadError as exc:
+        raise HificError(f"the shipped '{quality}' checkpoint {name} is not in {looked}, and {exc}; "
+                         f"set {URL_ENV} to a mirror, put the file in {cache_dir()}, or {HOW_TO_GET_ONE}") from None

@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
-from compressai.ans import RansDecoder, RansEncoder
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor
 
+from .._compressai import EntropyBottleneck, GaussianConditional, RansDecoder, RansEncoder
 from ..errors import FormatError
 from ..limits import available_cpus
 

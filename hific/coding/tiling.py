@@ -37,13 +37,13 @@ import torch
 from torch import Tensor, nn
 
 from ..image_io import to_uint8
+from ..limits import DEFAULT_BUDGET
 from ..models.encoder import Encoder
 from ..models.generator import Modulation
 from ..models.layers import ResidualBlock
 
 Run = Callable[[Callable[[Tensor], Tensor], Tensor], Tensor]
 
-DEFAULT_BUDGET = 64 * 2**20  # bytes for the largest activation tensor of one tile
 DEFAULT_MAP_BUDGET = 2**30  # bytes for the latent-resolution map of banded synthesis
 MIN_TILE = 4  # latent px
 

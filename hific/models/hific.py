@@ -7,11 +7,9 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models import CompressionModel
-from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
+from .._compressai import EntropyBottleneck, GaussianConditional, LeanCompressionModel, quantize_ste
 from ..config import HificConfig
 from .discriminator import ConditionalDiscriminator
 from .encoder import Encoder
@@ -56,7 +54,7 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tuple[Tensor, Tuple[int, int]]:
     return x, (h, w)
 
 
-class HificModel(CompressionModel):
+class HificModel(LeanCompressionModel):
     """HiFiC's E, G and mean-scale hyperprior on compressai entropy models.
 
     The transforms are named after the papers: ``g_a`` (encoder E), ``g_s``
