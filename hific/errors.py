@@ -17,6 +17,10 @@ class CheckpointMismatchError(FormatError):
     """A ``.hific`` file was written by a different model than the one given."""
 
 
+class DecodeLimitError(FormatError):
+    """A ``.hific`` file declares an image larger than the decoder's pixel limit."""
+
+
 class CheckpointError(HificError, ValueError):
     """A checkpoint file is missing, unreadable, foreign or of an unknown version."""
 
