@@ -9,7 +9,7 @@ else (raised, a wrong result, a crash, a hang) fails the fuzz test.
 from __future__ import annotations
 
 import os
-import tempfile
+import warnings
 from typing import Callable, Dict, Sequence
 
 import numpy as np
@@ -60,12 +60,12 @@ def decoder(checkpoints: Sequence[str], substream_symbols: int) -> Callable[[byt
     return check
 
 
-def checkpoint_loader() -> Callable[[bytes], str]:
-    """Load checkpoint bytes; a checkpoint that loads must also code a small
-    image and decode it back to its shape."""
+def checkpoint_loader(folder: str) -> Callable[[bytes], str]:
+    """Load checkpoint bytes (written into ``folder``); a checkpoint that
+    loads must also code a small image and decode it back to its shape."""
     torch.set_num_threads(1)
-    folder = tempfile.mkdtemp(prefix="hific-ckpt-fuzz-")
-    path = os.path.join(folder, "case.pt")
+    warnings.simplefilter("ignore")  # e.g. torch's note on validating sparse tensors
+    path = os.path.join(folder, f"case-{os.getpid()}.pt")
     image = _grey(20, 30)
 
     def check(data: bytes) -> str:

@@ -152,13 +152,25 @@ def test_consistent_forgeries_are_refused(tiny, tmp_path: Path, case: str) -> No
         ck.load_model(path)
 
 
-def test_inconsistent_cdf_tables_are_refused_before_coding(tiny, tmp_path: Path, photo: np.ndarray) -> None:
-    def widen(d: Dict[str, Any]) -> None:  # lengths past the table: the C++ coder would read out of bounds
-        d["model"]["gaussian_conditional._cdf_length"] += 1000
+TABLE_EDITS = {  # with a consistent digest; compressai's coder trusts these tables
+    "lengths past the table": ("gaussian_conditional._cdf_length", lambda t: t + 1000, "Gaussian conditional CDF tables"),
+    "decreasing cdf": ("entropy_bottleneck._quantized_cdf", lambda t: t.flip(1), "entropy bottleneck CDF tables"),
+    "huge offsets": ("entropy_bottleneck._offset", lambda t: t - 10**9, "entropy bottleneck CDF tables"),
+    "a row missing": ("gaussian_conditional._quantized_cdf", lambda t: t[:-1], "Gaussian conditional CDF tables"),
+    "2-D scale table": ("gaussian_conditional.scale_table", lambda t: t[None], "scale table"),
+    "unsorted scale table": ("gaussian_conditional.scale_table", lambda t: t.flip(0), "scale table"),
+}
 
-    model, digest = ck.load_model(_save(tmp_path, _edited(tiny, widen, redigest=True)))
-    with pytest.raises(CheckpointError, match="Gaussian conditional CDF tables"):
+
+@pytest.mark.parametrize("case", list(TABLE_EDITS))
+def test_inconsistent_entropy_tables_are_refused_before_coding(tiny, tmp_path: Path, case: str) -> None:
+    key, fn, message = TABLE_EDITS[case]
+    model, digest = ck.load_model(_save(tmp_path, _edited(tiny, lambda d: d["model"].__setitem__(key, fn(d["model"][key])), redigest=True)))
+    with pytest.raises(CheckpointError, match=message):
         Codec(model, digest)
-    model, digest = ck.load_model(_save(tmp_path, tiny, "good.pt"))
+
+
+def test_the_untouched_tables_code(tiny, tmp_path: Path, photo: np.ndarray) -> None:
+    model, digest = ck.load_model(_save(tmp_path, tiny))
     data = Codec(model, digest).compress(np.ascontiguousarray(photo[:32, :32]))
     assert Codec(model, digest).decompress(data).shape == (32, 32, 3)

@@ -51,9 +51,12 @@ MAX_SYMBOLS_PER_CALL = 1 << 18
 STREAM_MIN_BYTES = 8
 STREAM_BYTES_PER_SYMBOL = 8
 # compressai's encoder sizes its output buffer by the symbol count and writes
-# past it for fewer than this many; more than this magnitude loops forever.
+# past it for fewer than this many, and it loops forever on a symbol whose
+# distance from its CDF's offset overflows an int32 when doubled. Real
+# symbols and offsets stay far below these bounds.
 _MIN_ENCODE_SYMBOLS = 4
-_MAX_SYMBOL = 1 << 29
+_MAX_SYMBOL = 1 << 28
+_MAX_OFFSET = 1 << 20
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -100,6 +103,7 @@ def _check_tables(cdfs: Tensor, lengths: Tensor, offsets: Tensor, rows: int, wha
     trusts them (its checks are compiled out)."""
     ok = cdfs.dim() == 2 and cdfs.shape[0] == rows and lengths.numel() == rows and offsets.numel() == rows
     ok = ok and not any(t.is_floating_point() or t.is_complex() or t.dtype == torch.bool for t in (cdfs, lengths, offsets))
+    ok = ok and bool((offsets.long().abs() <= _MAX_OFFSET).all())
     if ok and rows:
         n = lengths.reshape(-1).long()
         ok = bool(((n >= 3) & (n <= cdfs.shape[1])).all())
@@ -111,6 +115,13 @@ def _check_tables(cdfs: Tensor, lengths: Tensor, offsets: Tensor, rows: int, wha
             ok = bool((cdfs[:, 0] == 0).all() and (last == 1 << 16).all() and (steps | ~inside[:, 1:]).all())
     if not ok:
         raise CheckpointError(f"the checkpoint's {what} CDF tables are inconsistent; the checkpoint is corrupt")
+
+
+def _check_scale_table(table: Tensor) -> None:
+    """The scales that pick the y CDFs: 1-D, positive, finite, increasing."""
+    ok = table.dim() == 1 and table.numel() >= 2 and table.is_floating_point()
+    if not (ok and bool(torch.isfinite(table).all() and (table > 0).all() and (table.diff() > 0).all())):
+        raise CheckpointError("the checkpoint's Gaussian conditional scale table is invalid; the checkpoint is corrupt")
 
 
 def default_threads() -> int:
@@ -194,6 +205,7 @@ class LatentCoder:
         self.bottleneck = bottleneck
         self.conditional = conditional
         self.z_tables = _Tables(bottleneck, bottleneck.channels, "entropy bottleneck")
+        _check_scale_table(conditional.scale_table)
         self.y_tables = _Tables(conditional, conditional.scale_table.numel(), "Gaussian conditional")
         self.medians = bottleneck._get_medians().detach().float().cpu()  # [1, C, 1, 1]
         self._scale_bounds = conditional.scale_table[:-1].detach().float().cpu().contiguous()
