@@ -224,7 +224,7 @@ def _import() -> None:
 
 _import()
 
-from compressai.ans import RansDecoder, RansEncoder  # noqa: E402
+from compressai.ans import BufferedRansEncoder, RansDecoder, RansEncoder  # noqa: E402
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional  # noqa: E402
 from compressai.ops import quantize_ste  # noqa: E402
 
@@ -259,5 +259,5 @@ class LeanCompressionModel(nn.Module):
         return _compression_model().load_state_dict(self, state_dict, strict=strict)
 
 
-__all__ = ["EntropyBottleneck", "GaussianConditional", "LeanCompressionModel", "RansDecoder", "RansEncoder",
-           "quantize_ste"]
+__all__ = ["BufferedRansEncoder", "EntropyBottleneck", "GaussianConditional", "LeanCompressionModel", "RansDecoder",
+           "RansEncoder", "quantize_ste"]

@@ -41,18 +41,26 @@ from torch import nn
 
 from . import __version__
 from ._compressai import EntropyBottleneck, GaussianConditional
+from .checkpoint_checks import check_checkpoint, check_config, check_state
 from .config import HificConfig, config_from_dict, config_to_dict, get_config, list_presets
-from .errors import CheckpointError, HificError, first_line
+from .errors import CheckpointError, HificError, first_line, user_error
 from .fileio import PathLike, atomic_path, atomic_write_bytes
-from .models import HificModel, build_discriminator, build_model
+from .models import ConditionalDiscriminator, HificModel, build_discriminator, build_model
 
 FORMAT = "hific-checkpoint"
 FORMAT_VERSION = 1
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().cpu().contiguous()
-    return t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+def state_digest(config: Dict[str, Any], state_dict: Dict[str, torch.Tensor]) -> str:
+    """sha256 (hex) over a config dict (JSON, sorted keys) and every tensor
+    of a state dict (``key|dtype|shape|`` and the raw bytes, in key order)."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for key in sorted(state_dict):
+        t = state_dict[key].detach()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():  # hashed in place: no copy of a contiguous CPU tensor
+            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def model_digest(config: HificConfig, state_dict: Dict[str, torch.Tensor]) -> str:
@@ -61,12 +69,22 @@ def model_digest(config: HificConfig, state_dict: Dict[str, torch.Tensor]) -> st
     Two checkpoints share a digest exactly when they would build the same
     model with the same weights, so a ``.hific`` file can name its decoder.
     """
-    h = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode())
-    for key in sorted(state_dict):
-        t = state_dict[key]
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(_tensor_bytes(t))
-    return h.hexdigest()
+    return state_digest(config_to_dict(config), state_dict)
+
+
+def verify_digest(ckpt: Dict[str, Any], name: str = "checkpoint") -> None:
+    """Recompute the digest of a checkpoint's weights over its config as
+    stored, and refuse weights that differ from what was saved.
+
+    Raises:
+        CheckpointError: when the digests differ (the file is corrupt).
+    """
+    actual = state_digest(ckpt["config"], ckpt["model"])
+    if actual != ckpt["model_digest"]:
+        raise CheckpointError(
+            f"{name}: the weights do not match the digest stored with them (stored {ckpt['model_digest'][:16]}, "
+            f"computed {actual[:16]}): the file is corrupt; use another copy"
+        )
 
 
 def _inference_state(model: HificModel) -> Dict[str, torch.Tensor]:
@@ -108,8 +126,9 @@ def save_checkpoint(path: PathLike, checkpoint: Dict[str, Any]) -> Path:
 
 def _migrate_v0(ckpt: Dict[str, Any]) -> Dict[str, Any]:
     """The unversioned layout: ``{"config": ..., "state_dict": ...}``."""
-    config = config_from_dict(ckpt["config"])
+    config = check_config(ckpt["config"], "checkpoint")
     state = ckpt["state_dict"]
+    check_state(state, "checkpoint", "state_dict")
     return {
         "format": FORMAT,
         "format_version": 1,
@@ -149,6 +168,8 @@ def migrate(ckpt: Dict[str, Any], name: str = "checkpoint") -> Dict[str, Any]:
     while version < FORMAT_VERSION:
         try:
             ckpt = _MIGRATIONS[version](ckpt)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{name}: cannot migrate checkpoint from version {version}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{name}: cannot migrate checkpoint from version {version}: {exc}") from None
         version = ckpt["format_version"]
@@ -156,10 +177,13 @@ def migrate(ckpt: Dict[str, Any], name: str = "checkpoint") -> Dict[str, Any]:
 
 
 def load_checkpoint(path: PathLike) -> Dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` and migrate it.
+    """Read a checkpoint with ``weights_only=True``, migrate it and check it:
+    the type of every field (:mod:`hific.checkpoint_checks`), then the digest
+    of the weights, recomputed and compared with the stored one.
 
     Raises:
-        CheckpointError: for a missing, foreign, corrupt or too-new file.
+        CheckpointError: for a missing, foreign, malformed, corrupt or
+            too-new file.
     """
     name = os.fspath(path)
     if not os.path.isfile(name):
@@ -174,10 +198,11 @@ def load_checkpoint(path: PathLike) -> Dict[str, Any]:
         raise CheckpointError(f"{name}: refused to load with weights_only=True: {detail}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
         raise CheckpointError(f"{name}: not a readable PyTorch checkpoint ({first_line(exc)})") from None
+    stored_digest = _detect_version(ckpt, name) >= 1  # version 0 has none; migrating computes it
     ckpt = migrate(ckpt, name)
-    for key in ("config", "model", "model_digest"):
-        if key not in ckpt:
-            raise CheckpointError(f"{name}: checkpoint lacks '{key}'")
+    check_checkpoint(ckpt, name)
+    if stored_digest:
+        verify_digest(ckpt, name)
     return ckpt
 
 
@@ -186,10 +211,8 @@ def model_from_checkpoint(ckpt: Dict[str, Any], name: str = "checkpoint") -> Tup
 
     Returns the model (CPU, float32, eval mode) and its digest.
     """
-    try:
-        config = config_from_dict(ckpt["config"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name}: invalid config: {exc}") from None
+    config = check_config(ckpt["config"], name)
+    check_state(ckpt["model"], name, "model")
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     # Build without allocating weights and adopt the loaded tensors, so a
     # large model is held once, not twice (random init + loaded copy).
@@ -210,6 +233,9 @@ def _adopt_state(config: HificConfig, state: Dict[str, torch.Tensor]) -> HificMo
     """
     with torch.device("meta"):
         model = build_model(config)
+    for key, ref in model.state_dict().items():
+        if key in state and state[key].is_floating_point() != ref.is_floating_point():
+            raise ValueError(f"{key} is {state[key].dtype}, the model's is {ref.dtype}")
     for prefix, module in model.named_modules():
         if isinstance(module, (EntropyBottleneck, GaussianConditional)):
             for buf_name, buf in module.named_buffers(recurse=False):
@@ -385,8 +411,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(average_checkpoints(args.checkpoints, args.output, half=args.half))
         else:
             _cmd_show(args)
-    except HificError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - a bug (no user_error line) keeps its traceback
+        line = user_error(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 1
     return 0
 

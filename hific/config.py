@@ -19,6 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Tuple
 
 UPSAMPLE_MODES = ("deconv", "nearest")
+MAX_NAME_CHARS = 64
+
+
+def valid_name(name: object) -> bool:
+    """Whether ``name`` can name a config: 1..64 printable ASCII characters
+    (0x21..0x7E, so no spaces), exactly what a ``.hific`` header can hold."""
+    return isinstance(name, str) and 1 <= len(name) <= MAX_NAME_CHARS and all("!" <= ch <= "~" for ch in name)
 
 
 @dataclass(frozen=True)
@@ -204,8 +211,11 @@ class HificConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        if not self.name or len(self.name.encode("utf-8")) > 64 or not self.name.isascii():
-            raise ValueError("config name must be 1..64 ASCII characters")
+        if not valid_name(self.name):
+            raise ValueError(
+                f"config name must be 1..{MAX_NAME_CHARS} printable ASCII characters without spaces "
+                f"(it is written into every .hific file), got {self.name!r}"
+            )
 
 
 _REGISTRY: Dict[str, Callable[[], HificConfig]] = {}

@@ -1,8 +1,13 @@
 """Exception types raised by the library.
 
 Every error the package raises on purpose derives from :class:`HificError`, so
-command-line tools can turn them into one clear line and a non-zero exit.
+command-line tools can turn them into one clear line and a non-zero exit
+(:func:`user_error`).
 """
+
+import os
+import sys
+from typing import Optional
 
 
 class HificError(Exception):
@@ -15,6 +20,10 @@ class FormatError(HificError, ValueError):
 
 class CheckpointMismatchError(FormatError):
     """A ``.hific`` file was written by a different model than the one given."""
+
+
+class DecodeLimitError(FormatError):
+    """A ``.hific`` file declares an image larger than the decoder's pixel limit."""
 
 
 class CheckpointError(HificError, ValueError):
@@ -32,3 +41,29 @@ def first_line(exc: BaseException) -> str:
     """
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def user_error(exc: BaseException) -> Optional[str]:
+    """The one line a command-line tool shows for an expected error, or None
+    for an unexpected one (a bug, which keeps its traceback).
+
+    Expected are hific's own errors, operating-system errors (files,
+    folders, permissions, a full disk; the line names the path at fault),
+    running out of memory, and accelerator (CUDA) failures.
+    """
+    if isinstance(exc, HificError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        if exc.filename is not None and exc.strerror:
+            return f"{os.fsdecode(exc.filename)}: {exc.strerror}"
+        return first_line(exc)
+    torch = sys.modules.get("torch")  # only an imported torch can have raised
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)  # torch's CPU allocator
+    ):
+        return f"out of memory: {first_line(exc)}"
+    if isinstance(exc, getattr(torch, "AcceleratorError", ())):
+        return first_line(exc)
+    return None

@@ -1,12 +1,17 @@
 """Limits and constants shared across the package (standard library only, so
-the CLI can use them without importing torch): the largest image, the file
-types read as images, the tiler's memory budget, and the CPUs at hand."""
+the CLI can use them without importing torch): the largest image, the decode
+limit, the file types read as images, the tiler's memory budget, and the CPUs
+at hand."""
 
 import os
 from typing import Tuple
 
 MAX_SIDE = 32768
 MAX_PIXELS = 1 << 28  # 268 megapixels
+# A decoder refuses files that declare more pixels than this unless told
+# otherwise (``Codec(max_pixels=...)``, ``--max-pixels``): a tiny file can
+# declare a huge image, and decoding one costs memory in proportion to it.
+DEFAULT_DECODE_PIXELS = 1 << 26  # 67 megapixels, e.g. 8192 x 8192
 DEFAULT_BUDGET = 64 * 2**20  # bytes for the largest activation tensor of one tile (hific.coding.tiling)
 IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 

@@ -14,6 +14,7 @@ from hific.config import (
     get_config,
     list_presets,
     override,
+    valid_name,
 )
 
 
@@ -54,3 +55,19 @@ def test_unknown_fields_are_refused_missing_fields_default() -> None:
     data = config_to_dict(get_config("hific-tiny"))
     del data["loss"]["beta"]
     assert config_from_dict(data).loss.beta == HificConfig(name="x").loss.beta
+
+
+@pytest.mark.parametrize("name", ["my model", "tab\there", "", "x" * 65, "naïve", "del\x7f", 7, None])
+def test_names_a_hific_header_cannot_hold_are_refused_at_creation(name) -> None:
+    # Issue 15, defect 4: a name with a space was accepted, compress wrote it
+    # into files and decompress refused them as corrupt.
+    with pytest.raises(ValueError, match="printable ASCII"):
+        HificConfig(name=name)
+    with pytest.raises(ValueError, match="printable ASCII"):
+        dataclasses.replace(get_config("hific-tiny"), name=name)
+
+
+def test_every_preset_name_fits_a_header() -> None:
+    for preset in list_presets():
+        assert valid_name(get_config(preset).name)
+    assert valid_name("x" * 64) and valid_name("!~")

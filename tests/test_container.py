@@ -17,6 +17,9 @@ from hific.coding.container import (
     VERSION,
     HificFile,
     pack,
+    READABLE_VERSIONS,
+    _Y_LAYOUTS,
+    latent_streams,
     pack_substreams,
     unpack,
     unpack_substreams,
@@ -200,3 +203,26 @@ def test_pack_validates_its_input() -> None:
     with pytest.raises(FormatError):
         pack(HificFile("x", bytes(8), 0, 3, ((1, b""),)))
     assert MAGIC == b"HFIC"
+
+
+@pytest.mark.parametrize("name", ["hific tiny", "hific-tiny\x7f", "naïve", ""])
+def test_pack_refuses_names_unpack_refuses(name: str) -> None:
+    # The writer must not accept what the reader rejects (issue 15, defect 4).
+    with pytest.raises(ValueError, match="printable ASCII"):
+        pack(dataclasses.replace(SAMPLE_V2, preset=name))
+
+
+def test_every_readable_version_has_a_y_layout() -> None:
+    assert sorted(_Y_LAYOUTS) == sorted(READABLE_VERSIONS)
+
+
+def test_latent_streams_require_the_encoders_layout() -> None:
+    z, streams = latent_streams(SAMPLE_V2, 3)
+    assert z == b"\x01\x02\x03" and streams == [b"hel", b"", b"lo"]
+    assert latent_streams(SAMPLE, 7) == (b"\x01\x02\x03", [b"hello"])  # version 1: one stream
+    with pytest.raises(FormatError, match="3 y substreams, but the encoder writes 2"):
+        latent_streams(SAMPLE_V2, 2)
+    z_sec, y_sec = SAMPLE_V2.sections
+    for sections in ((y_sec, z_sec), (z_sec,), (z_sec, y_sec, y_sec), (z_sec, y_sec, (9, b""))):
+        with pytest.raises(FormatError, match="sections"):
+            latent_streams(dataclasses.replace(SAMPLE_V2, sections=sections), 3)

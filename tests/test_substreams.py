@@ -283,26 +283,26 @@ def test_versions_1_and_2_still_decode(
 # -- refusals ------------------------------------------------------------------------------
 
 
-def test_more_substreams_than_latent_rows_is_refused(tiny_codec: Codec) -> None:
-    image = _image(64, 128)  # a 4 x 8 latent
+def test_substream_count_other_than_the_encoders_is_refused(tiny_codec: Codec) -> None:
+    image = _image(64, 128)  # a 4 x 8 latent: the encoder writes one substream
     data = tiny_codec.compress(image)
     y_hat, _ = tiny_codec.decode_latent(data)
     rows = y_hat.shape[2]
-    assert rows == 4
+    assert rows == 4 and len(unpack_substreams(unpack(data).section(SECTION_Y))) == 1
     y, z_bytes, means, scales = _latent_inputs(tiny_codec, image)
 
-    # One substream per row is the most there can be; it still decodes.
-    streams, _ = tiny_codec.coder.encode_y(y, means, scales, count=rows)
-    ok = _file(tiny_codec, image, pack_substreams(streams), z_bytes)
-    assert torch.equal(tiny_codec.decode_latent(ok)[0], y_hat)
-
-    for extra in ([b""], [streams[-1]], [b"\x00" * 16]):
-        bad = _file(tiny_codec, image, pack_substreams(streams + extra), z_bytes)
-        unpack(bad)  # a well-formed container with a valid CRC ...
-        with pytest.raises(FormatError, match="substreams"):  # ... refused by the codec
-            tiny_codec.decompress(bad)
-        with pytest.raises(FormatError, match="substreams"):
-            tiny_codec.decode_latent(bad)
+    # Every other count decodes to the same latent with decode_y, but a file
+    # holds exactly the encoder's count for its size, nothing in between.
+    for count in range(2, rows + 1):
+        streams, _ = tiny_codec.coder.encode_y(y, means, scales, count=count)
+        assert torch.equal(tiny_codec.coder.decode_y(streams, means, scales), y_hat)
+        for extra in ([], [b""], [streams[-1]]):
+            bad = _file(tiny_codec, image, pack_substreams(streams + extra), z_bytes)
+            unpack(bad)  # a well-formed container with a valid CRC ...
+            with pytest.raises(FormatError, match="substreams, but the encoder writes 1"):  # ... refused
+                tiny_codec.decompress(bad)
+            with pytest.raises(FormatError, match="substreams"):
+                tiny_codec.decode_latent(bad)
 
 
 # -- batches ---------------------------------------------------------------------------------

@@ -39,8 +39,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointMismatchError, FormatError, HificError
+from ..errors import CheckpointMismatchError, DecodeLimitError, FormatError, HificError
 from ..image_io import to_tensor, to_uint8
+from ..limits import DEFAULT_DECODE_PIXELS
 from ..models import HificModel, pad_to_multiple
 from ..models.fold import fold_for_inference
 from .container import (
@@ -52,9 +53,8 @@ from .container import (
     pack,
     pack_substreams,
     unpack,
-    unpack_substreams,
 )
-from .entropy import LatentCoder, _in_inference_mode
+from .entropy import LatentCoder, _in_inference_mode, split_streams
 from .rate import RateRequest, largest_within
 from .tiling import DEFAULT_BUDGET, Tiler
 
@@ -108,6 +108,8 @@ class Codec:
         fold: Fold the generator's foldable ChannelNorm affine maps into the
             next convolution (:mod:`hific.models.fold`); the stream does not
             depend on it.
+        max_pixels: Files declaring a larger image are refused before
+            anything is decoded (:data:`hific.limits.DEFAULT_DECODE_PIXELS`).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class Codec:
         tile_budget: int = DEFAULT_BUDGET,
         batch_size: int = 1,
         fold: bool = True,
+        max_pixels: int = DEFAULT_DECODE_PIXELS,
     ) -> None:
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
@@ -130,6 +133,7 @@ class Codec:
             precision = "bf16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
         self.batch_size = max(1, int(batch_size))
+        self.max_pixels = max_pixels
         self.tile_budget = tile_budget
         self.model = model.eval().float()
         self.preset = model.config.name
@@ -372,17 +376,21 @@ class Codec:
             )
         if (f.quality is not None) != self.variable_rate:
             raise FormatError("corrupt file: its quality field does not fit the model's rate control")
+        if f.height * f.width > self.max_pixels:
+            raise DecodeLimitError(
+                f"the file declares a {f.width}x{f.height} image ({f.width * f.height:,} pixels), over the "
+                f"decode limit of {self.max_pixels:,} pixels; raise the limit (--max-pixels) if you trust it"
+            )
         return f
 
     def _prepare(self, data: bytes) -> Tuple[HificFile, Callable[[], Tensor]]:
         """Parse, decode z and derive the entropy parameters (on this thread);
         returns the file and the remaining y decode as a callable."""
         f = self.parse(data)
-        z_shape, _ = self._latent_shapes(f.height, f.width)
-        z_hat = self.coder.decode_z(f.section(SECTION_Z), z_shape)
+        z_shape, y_shape = self._latent_shapes(f.height, f.width)
+        z_stream, streams = split_streams(f, z_shape, y_shape)
+        z_hat = self.coder.decode_z(z_stream, z_shape)
         means, scales = self._entropy_parameters(z_hat)
-        payload = f.section(SECTION_Y)
-        streams = unpack_substreams(payload) if f.version >= 2 else [payload]
         step = self._step(f.quality)
         return f, lambda: self.coder.decode_y(streams, means, scales, step)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..config import MAX_NAME_CHARS, valid_name
 from ..errors import FormatError
 from ..limits import MAX_PIXELS, MAX_SIDE, size_supported
 
@@ -20,7 +21,7 @@ VERSION = 3  # written by this hific
 READABLE_VERSIONS = (1, 2, 3)
 QUALITY_CODES = 65535  # a variable-rate file stores quality q as round(q * 65535)
 DIGEST_BYTES = 8
-MAX_NAME_BYTES = 64
+MAX_NAME_BYTES = MAX_NAME_CHARS
 MAX_SECTIONS = 16
 MAX_SUBSTREAMS = 4096
 
@@ -89,10 +90,11 @@ def check_size(height: int, width: int) -> None:
 
 
 def pack(f: HificFile) -> bytes:
-    """Serialise ``f``; raises ``ValueError`` for values the format cannot hold."""
+    """Serialise ``f``; raises ``ValueError`` for values the format cannot hold
+    (everything :func:`unpack` would refuse)."""
+    if not valid_name(f.preset):
+        raise ValueError(f"preset name must be 1..{MAX_NAME_BYTES} printable ASCII characters, got {f.preset!r}")
     name = f.preset.encode("ascii")
-    if not 1 <= len(name) <= MAX_NAME_BYTES:
-        raise ValueError(f"preset name must be 1..{MAX_NAME_BYTES} ASCII bytes")
     if len(f.digest) != DIGEST_BYTES:
         raise ValueError(f"digest must be {DIGEST_BYTES} bytes")
     check_size(f.height, f.width)
@@ -157,8 +159,8 @@ def unpack(data: bytes) -> HificFile:
     name_len = r.take(1, "header")[0]
     if not 1 <= name_len <= MAX_NAME_BYTES:
         raise FormatError(f"corrupt header: model name length {name_len}")
-    name = r.take(name_len, "header")
-    if not all(0x21 <= b < 0x7F for b in name):
+    name = r.take(name_len, "header").decode("latin-1")
+    if not valid_name(name):
         raise FormatError("corrupt header: model name is not printable ASCII")
     digest = r.take(DIGEST_BYTES, "header")
     height, width = _SIZE.unpack(r.take(_SIZE.size, "header"))
@@ -182,7 +184,7 @@ def unpack(data: bytes) -> HificFile:
     if zlib.crc32(data[: -_CRC.size]) != crc:
         raise FormatError("corrupt file: CRC32 mismatch")
     sections = tuple((tag, r.take(length, "payload")) for tag, length in table)
-    return HificFile(name.decode("ascii"), digest, height, width, sections, version, quality)
+    return HificFile(name, digest, height, width, sections, version, quality)
 
 
 def pack_substreams(streams: Sequence[bytes]) -> bytes:
@@ -214,3 +216,37 @@ def unpack_substreams(payload: bytes) -> List[bytes]:
         out.append(payload[start : start + n])
         start += n
     return out
+
+
+def _one_stream(payload: bytes, substreams: int) -> List[bytes]:
+    return [payload]
+
+
+def _substream_table(payload: bytes, substreams: int) -> List[bytes]:
+    streams = unpack_substreams(payload)
+    if len(streams) != substreams:
+        raise FormatError(
+            f"corrupt file: {len(streams)} y substreams, but the encoder writes {substreams} for this image size"
+        )
+    return streams
+
+
+# How each format version lays out the y payload, given the substream count
+# the encoder uses for the image's size.
+_Y_LAYOUTS: Dict[int, Callable[[bytes, int], List[bytes]]] = {1: _one_stream, 2: _substream_table, 3: _substream_table}
+
+
+def latent_streams(f: HificFile, substreams: int) -> Tuple[bytes, List[bytes]]:
+    """The z stream and the y streams of ``f``, required to be in exactly the
+    layout the encoder writes: a ``z`` section then a ``y`` section, nothing
+    else, and (version 2 and later) ``substreams`` y substreams.
+
+    Raises:
+        FormatError: for any other layout.
+    """
+    tags = tuple(tag for tag, _ in f.sections)
+    if tags != (SECTION_Z, SECTION_Y):
+        names = ", ".join(SECTION_NAMES.get(t, f"tag {t}") for t in tags)
+        raise FormatError(f"corrupt file: sections ({names}); a file holds one 'z' then one 'y' section")
+    (_, z), (_, y) = f.sections
+    return z, _Y_LAYOUTS[f.version](y, substreams)

@@ -17,9 +17,10 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 import torch
 from torch import Tensor
 
-from .._compressai import EntropyBottleneck, GaussianConditional, RansDecoder, RansEncoder
-from ..errors import FormatError
+from .._compressai import BufferedRansEncoder, EntropyBottleneck, GaussianConditional, RansDecoder
+from ..errors import CheckpointError, FormatError, HificError
 from ..limits import available_cpus
+from .container import HificFile, latent_streams
 
 # Each decoded symbol can pull at most one 32-bit word from the stream and
 # bypass-coded values pull more; a corrupt stream can therefore make the C++
@@ -36,6 +37,26 @@ _PAD_FIXED = 64
 # depends only on the latent shape, so every machine writes the same bytes.
 SUBSTREAM_SYMBOLS = 1 << 17
 
+# No single call into compressai's coder gets more symbols than this, whatever
+# the latent's shape (a band of a very wide image, or a version-1 file's one
+# stream): the call's Python-list arguments and results cost ~40 bytes per
+# symbol, so the cap bounds that transient memory to ~10 MB. Longer streams are
+# coded and decoded in pieces, which gives the same bytes and values.
+MAX_SYMBOLS_PER_CALL = 1 << 18
+
+# What a stream can honestly be. The coder writes whole 32-bit words: its final
+# 64-bit state, plus at most 52 bits per symbol (16 for the CDF slot, 4 + 32 for
+# a bypass-coded value), so under 8 bytes per symbol.
+STREAM_MIN_BYTES = 8
+STREAM_BYTES_PER_SYMBOL = 8
+# compressai's encoder sizes its output buffer by the symbol count and writes
+# past it for fewer than this many, and it loops forever on a symbol whose
+# distance from its CDF's offset overflows an int32 when doubled. Real
+# symbols and offsets stay far below these bounds.
+_MIN_ENCODE_SYMBOLS = 4
+_MAX_SYMBOL = 1 << 28
+_MAX_OFFSET = 1 << 20
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -49,6 +70,57 @@ def substream_count(shape: Sequence[int]) -> int:
 def band_bounds(rows: int, count: int) -> List[Tuple[int, int]]:
     """Row ranges ``[r0, r1)`` of ``count`` near-equal bands over ``rows`` rows."""
     return [(i * rows // count, (i + 1) * rows // count) for i in range(count)]
+
+
+def check_stream(data: bytes, symbols: int, what: str) -> None:
+    """Refuse a stream whose length no encoder writes for ``symbols`` symbols."""
+    most = STREAM_MIN_BYTES + STREAM_BYTES_PER_SYMBOL * symbols
+    if len(data) % 4 or not STREAM_MIN_BYTES <= len(data) <= most:
+        raise FormatError(
+            f"corrupt file: the {what} stream is {len(data)} bytes; one of {symbols} symbols "
+            f"is whole 4-byte words, {STREAM_MIN_BYTES}..{most} bytes"
+        )
+
+
+def split_streams(f: HificFile, z_shape: Sequence[int], y_shape: Sequence[int]) -> Tuple[bytes, List[bytes]]:
+    """The z stream and y substreams of ``f``, checked against everything the
+    latent shapes decide: the section layout, the substream count (equal to
+    what the encoder picks for ``y_shape``) and each stream's length range.
+
+    Call it before decoding anything: it allocates nothing from the file.
+    """
+    z, streams = latent_streams(f, substream_count(y_shape))
+    check_stream(z, math.prod(z_shape), "z")
+    _, c, rows, cols = y_shape
+    for i, (data, (r0, r1)) in enumerate(zip(streams, band_bounds(rows, len(streams)))):
+        check_stream(data, c * (r1 - r0) * cols, f"y substream {i}" if len(streams) > 1 else "y")
+    return z, streams
+
+
+def _check_tables(cdfs: Tensor, lengths: Tensor, offsets: Tensor, rows: int, what: str) -> None:
+    """Refuse CDF tables compressai's coder would read out of bounds with: it
+    trusts them (its checks are compiled out)."""
+    ok = cdfs.dim() == 2 and cdfs.shape[0] == rows and lengths.numel() == rows and offsets.numel() == rows
+    ok = ok and not any(t.is_floating_point() or t.is_complex() or t.dtype == torch.bool for t in (cdfs, lengths, offsets))
+    ok = ok and bool((offsets.long().abs() <= _MAX_OFFSET).all())
+    if ok and rows:
+        n = lengths.reshape(-1).long()
+        ok = bool(((n >= 3) & (n <= cdfs.shape[1])).all())
+        if ok:
+            col = torch.arange(cdfs.shape[1])
+            inside = col < n[:, None]
+            last = cdfs.long().gather(1, (n - 1)[:, None])
+            steps = cdfs.long().diff(dim=1) > 0
+            ok = bool((cdfs[:, 0] == 0).all() and (last == 1 << 16).all() and (steps | ~inside[:, 1:]).all())
+    if not ok:
+        raise CheckpointError(f"the checkpoint's {what} CDF tables are inconsistent; the checkpoint is corrupt")
+
+
+def _check_scale_table(table: Tensor) -> None:
+    """The scales that pick the y CDFs: 1-D, positive, finite, increasing."""
+    ok = table.dim() == 1 and table.numel() >= 2 and table.is_floating_point()
+    if not (ok and bool(torch.isfinite(table).all() and (table > 0).all() and (table.diff() > 0).all())):
+        raise CheckpointError("the checkpoint's Gaussian conditional scale table is invalid; the checkpoint is corrupt")
 
 
 def default_threads() -> int:
@@ -69,32 +141,45 @@ def _in_inference_mode(fn: Callable[[T], R]) -> Callable[[T], R]:
 class _Tables:
     """CDF tables of one compressai entropy model, as the coder wants them."""
 
-    def __init__(self, module: torch.nn.Module) -> None:
+    def __init__(self, module: torch.nn.Module, rows: int, what: str) -> None:
         if module._offset.numel() == 0:
             raise RuntimeError("entropy model CDFs are not initialised; call model.update(force=True)")
+        _check_tables(module._quantized_cdf, module._cdf_length, module._offset, rows, what)
         self.cdfs: List[List[int]] = module._quantized_cdf.tolist()
         self.lengths: List[int] = module._cdf_length.reshape(-1).int().tolist()
         self.offsets: List[int] = module._offset.reshape(-1).int().tolist()
 
     def encode(self, symbols: Tensor, indexes: Tensor) -> bytes:
-        return RansEncoder().encode_with_indexes(
-            symbols.reshape(-1).int().tolist(),
-            indexes.reshape(-1).int().tolist(),
-            self.cdfs,
-            self.lengths,
-            self.offsets,
-        )
+        """One stream for ``symbols`` (float, integral), coded in pieces of at
+        most :data:`MAX_SYMBOLS_PER_CALL` into one buffered encoder."""
+        flat = symbols.reshape(-1)
+        if flat.numel() < _MIN_ENCODE_SYMBOLS:
+            raise HificError(f"compressai's rANS coder cannot code a stream of {flat.numel()} symbols")
+        if not bool((flat.abs() < _MAX_SYMBOL).all()):  # also catches NaN
+            raise HificError("the latent holds values the entropy coder cannot code (are the weights corrupt?)")
+        flat, index = flat.int(), indexes.reshape(-1).int()
+        coder = BufferedRansEncoder()
+        for s in range(0, flat.numel(), MAX_SYMBOLS_PER_CALL):
+            piece = slice(s, s + MAX_SYMBOLS_PER_CALL)
+            coder.encode_with_indexes(flat[piece].tolist(), index[piece].tolist(), self.cdfs, self.lengths, self.offsets)
+        return coder.flush()
 
     def decode(self, data: bytes, indexes: Tensor) -> Tensor:
+        """The symbols of one stream (as float), decoded in pieces of at most
+        :data:`MAX_SYMBOLS_PER_CALL`."""
         n = indexes.numel()
-        padded = bytes(data) + bytes(_PAD_FIXED + _PAD_PER_BYTE * len(data) + _PAD_PER_SYMBOL * n)
-        values = RansDecoder().decode_with_indexes(
-            padded, indexes.reshape(-1).int().tolist(), self.cdfs, self.lengths, self.offsets
-        )
-        if len(values) != n:
-            raise FormatError("corrupt file: entropy decoder returned the wrong number of symbols")
-        # array.array converts the Python ints in one C loop, ~3x faster than torch.tensor(list).
-        return torch.frombuffer(array.array("i", values), dtype=torch.int32).float().reshape(indexes.shape)
+        decoder = RansDecoder()
+        decoder.set_stream(bytes(data) + bytes(_PAD_FIXED + _PAD_PER_BYTE * len(data) + _PAD_PER_SYMBOL * n))
+        flat = indexes.reshape(-1).int()
+        # array.array takes the Python ints in one C loop, ~3x faster than torch.tensor(list).
+        values = array.array("i")
+        for s in range(0, n, MAX_SYMBOLS_PER_CALL):
+            piece = flat[s : s + MAX_SYMBOLS_PER_CALL].tolist()
+            got = decoder.decode_stream(piece, self.cdfs, self.lengths, self.offsets)
+            if len(got) != len(piece):
+                raise FormatError("corrupt file: entropy decoder returned the wrong number of symbols")
+            values.extend(got)
+        return torch.frombuffer(values, dtype=torch.int32).float().reshape(indexes.shape)
 
 
 class LatentCoder:
@@ -115,8 +200,9 @@ class LatentCoder:
         self._pool: Optional[ThreadPoolExecutor] = None
         self.bottleneck = bottleneck
         self.conditional = conditional
-        self.z_tables = _Tables(bottleneck)
-        self.y_tables = _Tables(conditional)
+        self.z_tables = _Tables(bottleneck, bottleneck.channels, "entropy bottleneck")
+        _check_scale_table(conditional.scale_table)
+        self.y_tables = _Tables(conditional, conditional.scale_table.numel(), "Gaussian conditional")
         self.medians = bottleneck._get_medians().detach().float().cpu()  # [1, C, 1, 1]
         self._scale_bounds = conditional.scale_table[:-1].detach().float().cpu().contiguous()
 
