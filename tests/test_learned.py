@@ -36,7 +36,7 @@ def crop(val_images: List[Path]) -> np.ndarray:
     return np.ascontiguousarray(rgb[40:120, 60:188])
 
 
-def _write_zoo_weights(hub: Path, model: str, qualities: List[int], metric: str = "mse") -> Dict[int, Path]:
+def write_zoo_weights(hub: Path, model: str, qualities: List[int], metric: str = "mse") -> Dict[int, Path]:
     """Random models of the zoo's architecture, saved as the zoo's released files would be."""
     from compressai.zoo import image_models
 
@@ -88,7 +88,7 @@ def test_unknown_zoo_models_and_metrics_are_named() -> None:
 
 def test_zoo_weights_load_from_torch_home_and_code_real_bytes(torch_home: Path, block_downloads: List[str],
                                                               crop: np.ndarray) -> None:
-    files = _write_zoo_weights(torch_home / "hub", MODEL, [1, 2])
+    files = write_zoo_weights(torch_home / "hub", MODEL, [1, 2])
     (codec,) = build_codecs([f"compressai:{MODEL}@1,2"])
     assert isinstance(codec, CompressAICodec) and codec.name == f"compressai:{MODEL}@1,2"
     assert list(codec.qualities) == [1, 2]
@@ -117,7 +117,7 @@ def test_zoo_weights_load_from_torch_home_and_code_real_bytes(torch_home: Path, 
 
 
 def test_matching_picks_among_the_zoo_qualities(torch_home: Path, crop: np.ndarray) -> None:
-    _write_zoo_weights(torch_home / "hub", MODEL, [1, 2])
+    write_zoo_weights(torch_home / "hub", MODEL, [1, 2])
     (codec,) = build_codecs([f"compressai:{MODEL}@1,2"])
     sizes = {q: len(codec.encode(crop, q)) for q in (1, 2)}
     h, w = crop.shape[:2]
@@ -132,7 +132,7 @@ def test_matching_picks_among_the_zoo_qualities(torch_home: Path, crop: np.ndarr
 def test_learned_weights_dir_is_used_without_downloading(tmp_path: Path, torch_home: Path,
                                                          block_downloads: List[str], crop: np.ndarray) -> None:
     offline = tmp_path / "weights"
-    _write_zoo_weights(offline / "hub", MODEL, [1])  # a copied $TORCH_HOME
+    write_zoo_weights(offline / "hub", MODEL, [1])  # a copied $TORCH_HOME
     (codec,) = build_codecs([f"compressai:{MODEL}@1"], learned_weights=str(offline))
     assert codec.decode(codec.encode(crop, 1)).shape == crop.shape
     assert not (torch_home / "hub" / "checkpoints").exists() and block_downloads == []
@@ -158,7 +158,7 @@ class _NotWeights:
 
 
 def test_a_file_that_is_not_plain_weights_is_refused(torch_home: Path, crop: np.ndarray) -> None:
-    path = _write_zoo_weights(torch_home / "hub", MODEL, [1])[1]
+    path = write_zoo_weights(torch_home / "hub", MODEL, [1])[1]
     torch.save({"payload": _NotWeights()}, path)
     (codec,) = build_codecs([f"compressai:{MODEL}@1"])
     with pytest.raises(LearnedWeightsError, match="not a plain weights file"):

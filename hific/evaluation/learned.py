@@ -209,7 +209,7 @@ class LearnedCodec(BaselineCodec):
     def _encode(self, rgb: np.ndarray, quality: int) -> bytes:
         model = self.model(quality)
         with torch.no_grad():
-            shape, strings = self._code(model, to_tensor(rgb).to(self.device))
+            shape, strings = self._code(model, to_tensor(rgb).to(next(model.parameters()).device))
         return pack_strings(quality, rgb.shape[0], rgb.shape[1], shape, strings)
 
     def _decode(self, data: bytes) -> np.ndarray:
@@ -277,7 +277,10 @@ class CompressAICodec(LearnedCodec):
             return image_models[self.arch](quality=quality, metric=self.metric, pretrained=True, progress=False)
 
         model = load_through_hub(load, self.urls[quality], self.weights_dir, f"{self.name} quality {quality}")
-        model = model.eval().to(self.device)
+        # Autoregressive models (mbt2018, cheng2020-*) decode serially on the CPU anyway, and CompressAI
+        # warns against running them on a GPU: their context model must match bit for bit.
+        on_cpu = hasattr(model, "context_prediction")
+        model = model.eval().to(torch.device("cpu") if on_cpu else self.device)
         model.update()  # a no-op for released weights, which carry their CDF tables
         return model
 
