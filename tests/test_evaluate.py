@@ -8,7 +8,7 @@ import math
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from PIL import Image
@@ -29,22 +29,27 @@ def _learned_weights(root: Path) -> Path:
     return root / "weights"
 
 
+def _eval_folder(root: Path, lpips_dir: Path, photos: List[Path]) -> Tuple[Path, Path, Path]:
+    """``root``, a data folder in it holding copies of ``photos``, and the FID weights (or skip)."""
+    fid_dir = lpips_dir.parent / FID_DIR_NAME
+    if not (fid_dir / "inception-2015-12-05.pth").is_file():
+        pytest.skip(f"FID Inception weights not found in {fid_dir}")
+    data = root / "data"
+    data.mkdir()
+    for p in photos:
+        shutil.copy(p, data / p.name)
+    return root, data, fid_dir
+
+
 @pytest.fixture(scope="module")
 def report(val_images: List[Path], lpips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One evaluation of an untrained hific-tiny checkpoint on 3 real val photos."""
     from hific.checkpoint import init_checkpoint
 
-    fid_dir = lpips_dir.parent / FID_DIR_NAME
-    if not (fid_dir / "inception-2015-12-05.pth").is_file():
-        pytest.skip(f"FID Inception weights not found in {fid_dir}")
-    root = tmp_path_factory.mktemp("eval")
-    data = root / "data"
-    data.mkdir()
     # Two 481x321 photos and one 500x500 photo (which also gets the shifted patch pass).
     picks = [p for p in val_images if p.name.startswith("CBSD68")][:2]
     picks += [p for p in val_images if p.name.startswith("McMaster")][:1]
-    for p in picks:
-        shutil.copy(p, data / p.name)
+    root, data, fid_dir = _eval_folder(tmp_path_factory.mktemp("eval"), lpips_dir, picks)
     ckpt = init_checkpoint("hific-tiny", root / "tiny.pt", seed=0)
     out = root / "report"
     rc = main(["--checkpoint", str(ckpt), "--label", "tiny", "--data", str(data), "--out", str(out),
@@ -233,13 +238,8 @@ def curves(val_images: List[Path], lpips_dir: Path, tmp_path_factory: pytest.Tem
     """``--mode curves`` on one 500x500 photo: two hific points, JPEG/WebP on a grid, a zoo model at 2 qualities."""
     from hific.checkpoint import init_checkpoint
 
-    fid_dir = lpips_dir.parent / FID_DIR_NAME
-    if not (fid_dir / "inception-2015-12-05.pth").is_file():
-        pytest.skip(f"FID Inception weights not found in {fid_dir}")
-    root = tmp_path_factory.mktemp("curves")
-    data = root / "data"
-    data.mkdir()
-    shutil.copy(next(p for p in val_images if p.name.startswith("McMaster")), data)
+    picks = [next(p for p in val_images if p.name.startswith("McMaster"))]
+    root, data, fid_dir = _eval_folder(tmp_path_factory.mktemp("curves"), lpips_dir, picks)
     a = init_checkpoint("hific-tiny", root / "a.pt", seed=0)
     b = init_checkpoint("hific-tiny", root / "b.pt", seed=3)
     out = root / "report"

@@ -554,18 +554,9 @@ def available_codecs(names: Sequence[str]) -> List[BaselineCodec]:
         CodecUnavailableError: for a known codec that cannot run here; the message
             names the package to install.
     """
-    if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
-    codecs: List[BaselineCodec] = []
-    for name in names:
-        codec = get_codec(name)
-        if codec in codecs:
-            continue
-        reason = codec.unavailable_reason()
-        if reason is not None:
-            raise CodecUnavailableError(f"{reason} (or leave {codec.name!r} out of the codec list)")
-        codecs.append(codec)
-    return codecs
+    from .codecs import build_codecs, split_specs  # which also knows the learned baselines
+
+    return build_codecs(split_specs(names) if isinstance(names, str) else names)
 
 
 # --------------------------------------------------------------------------- rate matching

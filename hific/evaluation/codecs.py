@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Sequence
 
-from .baselines import BaselineCodec, BaselineInputError, CodecUnavailableError, get_codec
+from .baselines import BaselineCodec, BaselineInputError, CodecUnavailableError, UnknownCodecError, get_codec
 
 __all__ = ["build_codecs", "parse_qualities", "split_specs"]
 
@@ -73,7 +73,10 @@ def _make(base: str, learned_weights: Optional[str], device: str) -> BaselineCod
         from .msillm import MsIllmCodec
 
         return MsIllmCodec(weights_dir=learned_weights, device=device)
-    return get_codec(key)
+    try:
+        return get_codec(key)
+    except UnknownCodecError as exc:
+        raise UnknownCodecError(f"{exc}, or compressai:MODEL, msillm") from None
 
 
 def build_codecs(specs: Sequence[str], learned_weights: Optional[str] = None, device: str = "cpu") -> List[BaselineCodec]:
