@@ -21,7 +21,13 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Sequence
 
-from .baselines import BaselineCodec, BaselineInputError, CodecUnavailableError, UnknownCodecError, get_codec
+from .baselines import (
+    BaselineCodec,
+    BaselineInputError,
+    CodecUnavailableError,
+    UnknownCodecError,
+    get_codec,
+)
 
 __all__ = ["build_codecs", "parse_qualities", "split_specs"]
 
@@ -79,7 +85,8 @@ def _make(base: str, learned_weights: Optional[str], device: str) -> BaselineCod
         raise UnknownCodecError(f"{exc}, or compressai:MODEL, msillm") from None
 
 
-def build_codecs(specs: Sequence[str], learned_weights: Optional[str] = None, device: str = "cpu") -> List[BaselineCodec]:
+def build_codecs(specs: Sequence[str], learned_weights: Optional[str] = None,
+                 device: str = "cpu") -> List[BaselineCodec]:
     """Codec objects for ``specs``, in order, without duplicates, each able to run here.
 
     Args:

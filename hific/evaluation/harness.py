@@ -25,7 +25,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -163,7 +163,8 @@ class _Run:
                           "recon": rel})
 
 
-def _code_hific(run: _Run, ckpt: _Hific, name: str, rgb: np.ndarray, point_of: Any) -> List[Tuple[str, float]]:
+def _code_hific(run: _Run, ckpt: _Hific, name: str, rgb: np.ndarray,
+                point_of: Callable[[_Hific, Optional[float]], str]) -> List[Tuple[str, float]]:
     """All of one checkpoint's points on one image; returns ``(point, bpp)`` per quality for matching."""
     h, w = rgb.shape[:2]
     opts = run.opts
