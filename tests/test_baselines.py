@@ -266,3 +266,29 @@ def test_bad_inputs_raise_clear_errors(crop: np.ndarray) -> None:
         jpeg.decode(b"not an image at all")
     with pytest.raises(CodecFailedError, match="WEBP"):
         webp.decode(jpeg.encode(crop, 50))  # a JPEG is not a WebP file
+
+
+def test_match_bpp_searches_a_quality_list_with_gaps() -> None:
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    sizes = [10 + 3 * q for q in range(101)]
+    codec = _TableCodec(sizes).with_qualities([90, 5, 40, 20, 60])
+    assert codec.name == "table@5,20,40,60,90" and list(codec.qualities) == [5, 20, 40, 60, 90]
+    for target_bytes, best in ((200, 60), (130, 40), (70, 20), (69, 5), (400, 90)):
+        m = match_bpp(codec, rgb, target_bytes / 8)
+        assert (m.quality, m.at_floor) == (best, False)
+        assert set(codec.calls) <= {5, 20, 40, 60, 90}
+    floor = match_bpp(codec, rgb, 1.0)
+    assert floor.at_floor and floor.quality == 5
+    with pytest.raises(BaselineInputError, match="outside 5,20,40,60,90"):
+        codec.encode(rgb, 6)
+    with pytest.raises(BaselineInputError):
+        _TableCodec(sizes).with_qualities([101])
+
+
+def test_a_shared_cache_encodes_each_quality_once_across_targets() -> None:
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    codec = _TableCodec([10 + 3 * q for q in range(101)])
+    cache: Dict[int, bytes] = {}
+    found = [match_bpp(codec, rgb, t / 8, cache=cache).quality for t in (40, 100, 200, 300)]
+    assert found == [10, 30, 63, 96]
+    assert set(codec.calls.values()) == {1} and len(cache) == len(codec.calls)

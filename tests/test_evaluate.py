@@ -8,7 +8,7 @@ import math
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from PIL import Image
@@ -16,8 +16,29 @@ from PIL import Image
 from hific.coding import unpack
 from hific.evaluate import main
 
-CODECS = ["jpeg", "webp", "avif", "jxl", "hevc"]
+LEARNED = "compressai:bmshj2018-hyperprior@1,2"
+CODECS = ["jpeg", "webp", "avif", "jxl", "hevc", LEARNED]
 FID_DIR_NAME = "fid"
+
+
+def _learned_weights(root: Path) -> Path:
+    """Random bmshj2018-hyperprior weights for qualities 1 and 2 under the zoo's file names."""
+    from test_learned import write_zoo_weights
+
+    write_zoo_weights(root / "weights", "bmshj2018-hyperprior", [1, 2])
+    return root / "weights"
+
+
+def _eval_folder(root: Path, lpips_dir: Path, photos: List[Path]) -> Tuple[Path, Path, Path]:
+    """``root``, a data folder in it holding copies of ``photos``, and the FID weights (or skip)."""
+    fid_dir = lpips_dir.parent / FID_DIR_NAME
+    if not (fid_dir / "inception-2015-12-05.pth").is_file():
+        pytest.skip(f"FID Inception weights not found in {fid_dir}")
+    data = root / "data"
+    data.mkdir()
+    for p in photos:
+        shutil.copy(p, data / p.name)
+    return root, data, fid_dir
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +46,16 @@ def report(val_images: List[Path], lpips_dir: Path, tmp_path_factory: pytest.Tem
     """One evaluation of an untrained hific-tiny checkpoint on 3 real val photos."""
     from hific.checkpoint import init_checkpoint
 
-    fid_dir = lpips_dir.parent / FID_DIR_NAME
-    if not (fid_dir / "inception-2015-12-05.pth").is_file():
-        pytest.skip(f"FID Inception weights not found in {fid_dir}")
-    root = tmp_path_factory.mktemp("eval")
-    data = root / "data"
-    data.mkdir()
     # Two 481x321 photos and one 500x500 photo (which also gets the shifted patch pass).
     picks = [p for p in val_images if p.name.startswith("CBSD68")][:2]
     picks += [p for p in val_images if p.name.startswith("McMaster")][:1]
-    for p in picks:
-        shutil.copy(p, data / p.name)
+    root, data, fid_dir = _eval_folder(tmp_path_factory.mktemp("eval"), lpips_dir, picks)
     ckpt = init_checkpoint("hific-tiny", root / "tiny.pt", seed=0)
     out = root / "report"
     rc = main(["--checkpoint", str(ckpt), "--label", "tiny", "--data", str(data), "--out", str(out),
                "--codecs", ",".join(CODECS), "--device", "cpu", "--lpips-weights", str(lpips_dir),
-               "--fid-weights", str(fid_dir), "--no-progress", "--crops", "2"])
+               "--fid-weights", str(fid_dir), "--no-progress", "--crops", "2",
+               "--learned-weights", str(_learned_weights(root))])
     assert rc == 0
     return out
 
@@ -95,8 +110,14 @@ def test_report_outputs_exist(report: Path) -> None:
         assert (report / name).is_file(), name
     rows = list(csv.DictReader((report / "results.csv").open()))
     assert len(rows) == 3 * (1 + len(CODECS))
-    table = (report / "results.md").read_text()
-    assert table.count("\n") == 2 + 1 + len(CODECS)
+    text = (report / "results.md").read_text()
+    table, bd = text.split("\n\n", 1)
+    assert len(table.splitlines()) == 2 + 1 + len(CODECS)
+    # One checkpoint is one hific point: every BD is undefined, and the report says why.
+    assert "BD-rate PSNR (%)" in bd and "hific (anchor): fewer than two points, so no curve" in bd
+    res = _results(report)
+    assert len(res["bd"]["rows"]) == len(CODECS) and res["bd"]["anchor"] == "hific"
+    assert all(v is None for r in res["bd"]["rows"] for v in r["bd_rate"].values())
     for metric in ("lpips", "fid", "kid", "psnr", "ms_ssim"):
         with Image.open(report / "plots" / f"{metric}.png") as img:
             assert img.width > 300
@@ -123,8 +144,13 @@ document.getElementById("f").addEventListener("load", () => {
     const methods = Array.from(d.getElementById("rightm").options).map((o) => o.value);
     d.getElementById("rightm").value = methods[methods.length - 1];
     d.getElementById("rightm").dispatchEvent(new Event("change"));
+    const bd = d.getElementById("bd");
+    const cells = bd ? Array.from(bd.querySelectorAll("td")).map((c) => c.textContent) : [];
+    const plots = imgs.filter((i) => (i.getAttribute("src") || "").startsWith("plots/") && i.naturalWidth > 300);
     document.getElementById("out").textContent = JSON.stringify(
-      {images: imgs.length, broken, before, after, methods, right: d.getElementById("right").getAttribute("src")});
+      {images: imgs.length, broken, before, after, methods, right: d.getElementById("right").getAttribute("src"),
+       bdRows: bd ? bd.querySelectorAll("tr").length - 1 : -1, bdCells: cells, plots: plots.length,
+       bdVisible: bd ? bd.getBoundingClientRect().height > 20 : false});
   }, 1500);
 });
 </script></body></html>
@@ -144,19 +170,26 @@ _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no
           "--allow-file-access-from-files"]
 
 
-@pytest.mark.slow
-def test_report_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+def _browser_state(report: Path, tmp_path: Path) -> Dict[str, Any]:
+    """Open the report in headless Chromium through the harness page; what the page reported."""
     browser = _chromium()
     harness = report / "browser_check.html"
     harness.write_text(_HARNESS)
-    profile = tmp_path / "profile"
-    proc = subprocess.run([browser, *_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+    proc = subprocess.run([browser, *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
                            "--dump-dom", harness.as_uri()], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout.split('<pre id="out">', 1)[1].split("</pre>", 1)[0]
-    state = json.loads(text.replace("&quot;", '"').replace("&amp;", "&"))
+    return json.loads(text.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    profile = tmp_path / "profile"
+    state = _browser_state(report, tmp_path)
     assert state["images"] >= 5 + 2 + 2  # plots, crops, the two viewer images
-    assert state["broken"] == []
+    assert state["broken"] == [] and state["plots"] == 5
+    assert state["bdRows"] == len(CODECS) and state["bdVisible"]
     assert "20%" in state["after"] and state["after"] != state["before"]
     assert state["methods"][0] == "original" and len(state["methods"]) == 2 + len(CODECS)
     assert state["right"].startswith("images/tiny/")
@@ -198,3 +231,117 @@ def test_several_checkpoints_make_a_curve(val_images: List[Path], lpips_dir: Pat
         jpeg = [r for r in res["per_image"] if r["point"] == point and r["method"] == "jpeg"]
         assert [r["target_bpp"] for r in jpeg] == pytest.approx([r["bpp"] for r in ours])
     assert len(list((out / "crops").glob("*.png"))) == 2  # one sheet per point
+
+
+@pytest.fixture(scope="module")
+def curves(val_images: List[Path], lpips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``--mode curves`` on one 500x500 photo: two hific points, JPEG/WebP on a grid, a zoo model at 2 qualities."""
+    from hific.checkpoint import init_checkpoint
+
+    picks = [next(p for p in val_images if p.name.startswith("McMaster"))]
+    root, data, fid_dir = _eval_folder(tmp_path_factory.mktemp("curves"), lpips_dir, picks)
+    a = init_checkpoint("hific-tiny", root / "a.pt", seed=0)
+    b = init_checkpoint("hific-tiny", root / "b.pt", seed=3)
+    out = root / "report"
+    rc = main(["--checkpoint", str(a), "--checkpoint", str(b), "--data", str(data), "--out", str(out),
+               "--mode", "curves", "--codecs", f"jpeg,webp,{LEARNED}", "--bpp-grid", "0.4,0.8", "--anchor", "jpeg",
+               "--device", "cpu", "--lpips-weights", str(lpips_dir), "--fid-weights", str(fid_dir), "--no-progress",
+               "--crops", "1", "--learned-weights", str(_learned_weights(root))])
+    assert rc == 0
+    return out
+
+
+@pytest.mark.slow
+def test_curves_put_every_codec_at_its_own_points(curves: Path) -> None:
+    from hific.evaluation.learned import unpack_strings
+
+    res = _results(curves)
+    assert res["mode"] == "curves"
+    rows = res["aggregate"]
+    by_curve: Dict[str, List[Dict[str, Any]]] = {}
+    for r in rows:
+        by_curve.setdefault(r["curve"], []).append(r)
+    assert set(by_curve) == {"hific", "jpeg", "webp", LEARNED}
+    assert sorted(r["label"] for r in by_curve["hific"]) == ["hific a", "hific b"]
+    assert sorted(r["quality"] for r in by_curve[LEARNED]) == [1, 2]
+    for name in ("jpeg", "webp"):
+        per = [r for r in res["per_image"] if r["method"] == name]
+        assert sorted(r["target_bpp"] for r in per) == [0.4, 0.8]
+        assert all(r["bpp"] <= r["target_bpp"] or r["at_floor"] for r in per)
+    h = w = 500
+    for r in res["per_image"]:
+        assert r["bpp"] == pytest.approx(8 * (curves / r["file"]).stat().st_size / (h * w))
+        if r["method"] == LEARNED:  # a real container of CompressAI's strings, at the row's quality
+            assert unpack_strings((curves / r["file"]).read_bytes())[0] == r["quality"]
+
+
+@pytest.mark.slow
+def test_curves_bd_table_against_the_anchor(curves: Path) -> None:
+    from hific.evaluation.bd import bd_metric, bd_rate, ms_ssim_db
+
+    res = _results(curves)
+    bd = res["bd"]
+    assert bd["anchor"] == "jpeg" and bd["anchor_points"] == 2
+    rows = {r["curve"]: r for r in bd["rows"]}
+    assert set(rows) == {"hific", "webp", LEARNED}
+    jpeg = sorted((r for r in res["aggregate"] if r["curve"] == "jpeg"), key=lambda r: r["bpp"])
+    webp = sorted((r for r in res["aggregate"] if r["curve"] == "webp"), key=lambda r: r["bpp"])
+    rate = bd_rate([r["bpp"] for r in jpeg], [r["psnr"] for r in jpeg], [r["bpp"] for r in webp],
+                   [r["psnr"] for r in webp]).value
+    assert rate is not None and rows["webp"]["bd_rate"]["psnr"] == pytest.approx(rate)
+    delta = bd_metric([r["bpp"] for r in jpeg], [ms_ssim_db(r["ms_ssim"]) for r in jpeg],
+                      [r["bpp"] for r in webp], [ms_ssim_db(r["ms_ssim"]) for r in webp]).value
+    assert rows["webp"]["bd_metric"]["ms_ssim"] == pytest.approx(delta)
+    text = (curves / "results.md").read_text()
+    assert "BD-rate and BD-metric against JPEG" in text and f"| {rows['webp']['label']} | 2 | " in text
+    for metric in ("lpips", "fid", "kid", "psnr", "ms_ssim"):
+        assert (curves / "plots" / f"{metric}.png").is_file()
+    assert len(list((curves / "crops").glob("*.png"))) == 1
+
+
+@pytest.mark.slow
+def test_curves_report_in_headless_chromium(curves: Path, tmp_path: Path) -> None:
+    state = _browser_state(curves, tmp_path)
+    assert state["broken"] == [] and state["plots"] == 5
+    assert state["bdRows"] == 3 and state["bdVisible"]
+    assert any(c.replace(".", "").lstrip("-").isdigit() for c in state["bdCells"])  # a defined BD shows a number
+    assert state["methods"][0] == "original" and len(state["methods"]) == 1 + 2 + 4 + 2
+
+
+def _cli_error(argv: List[str], capsys: pytest.CaptureFixture) -> str:
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_rate_options_need_a_variable_rate_checkpoint(tiny_ckpt: Path, val_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    for extra in (["--qualities", "0.1,0.3"], ["--realism", "0,1"]):
+        line = _cli_error(["--checkpoint", str(tiny_ckpt), "--data", str(val_dir), "--out", str(tmp_path / "r"),
+                           "--codecs", "jpeg", "--device", "cpu", "--no-progress", *extra], capsys)
+        assert "this checkpoint codes at one rate" in line
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tiny_ckpt), "--data", str(val_dir), "--out", str(tmp_path / "r"),
+              "--qualities", "1.5"])
+
+
+def test_unknown_anchor_lists_the_curves(tiny_ckpt: Path, val_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    line = _cli_error(["--checkpoint", str(tiny_ckpt), "--data", str(val_dir), "--out", str(tmp_path / "r"),
+                       "--codecs", "jpeg,webp", "--anchor", "bpg", "--device", "cpu", "--no-progress"], capsys)
+    assert "--anchor 'bpg'" in line and "hific, jpeg, webp" in line
+
+
+def test_absent_learned_weights_stop_before_any_coding(tiny_ckpt: Path, val_dir: Path, tmp_path: Path,
+                                                       block_downloads: List[str],
+                                                       capsys: pytest.CaptureFixture) -> None:
+    line = _cli_error(["--checkpoint", str(tiny_ckpt), "--data", str(val_dir), "--out", str(tmp_path / "r"),
+                       "--codecs", "jpeg,compressai:mbt2018-mean@2", "--device", "cpu", "--no-progress"], capsys)
+    assert "mbt2018-mean-2-e54a039d.pth.tar" in line and "--learned-weights" in line
+    assert not (tmp_path / "r").exists()
+    line = _cli_error(["--checkpoint", str(tiny_ckpt), "--data", str(val_dir), "--out", str(tmp_path / "r"),
+                       "--codecs", "compressai:mbt2018-mean@2", "--learned-weights", str(tmp_path),
+                       "--device", "cpu", "--no-progress"], capsys)
+    assert f"--learned-weights {tmp_path} has no checkpoints/mbt2018-mean-2-" in line

@@ -67,6 +67,7 @@ quality whose real bpp does not exceed a target, and reports the codec's floor
 
 from __future__ import annotations
 
+import copy as _copy
 import io
 import math
 from dataclasses import dataclass, field
@@ -156,10 +157,37 @@ class BaselineCodec:
     install_hint: str = ""
     settings: Dict[str, Any]
 
+    explicit_qualities: Optional[Tuple[int, ...]] = None
+
     @property
     def quality_range(self) -> Tuple[int, int]:
         """``(min_quality, max_quality)``, both inclusive."""
         return self.min_quality, self.max_quality
+
+    @property
+    def qualities(self) -> Sequence[int]:
+        """The qualities this codec may use, ascending: :attr:`explicit_qualities` or the whole range."""
+        if self.explicit_qualities is not None:
+            return self.explicit_qualities
+        return range(self.min_quality, self.max_quality + 1)
+
+    def with_qualities(self, qualities: Sequence[int]) -> "BaselineCodec":
+        """A copy restricted to ``qualities`` (named ``name@q1,q2,...``), e.g. for a rate curve.
+
+        Raises:
+            BaselineInputError: for an empty list or a quality outside :attr:`quality_range`.
+        """
+        chosen = tuple(sorted(set(int(q) for q in qualities)))
+        bad = [q for q in chosen if not self.min_quality <= q <= self.max_quality]
+        if not chosen or bad:
+            raise BaselineInputError(f"{self.name}: qualities must be a non-empty list within "
+                                     f"{self.min_quality}..{self.max_quality}, got {list(qualities)}")
+        copy = _copy.copy(self)
+        base = self.name.split("@", 1)[0]
+        copy.name = f"{base}@{','.join(str(q) for q in chosen)}"
+        copy.explicit_qualities = chosen
+        copy.settings = {**self.settings, "qualities": list(chosen)}
+        return copy
 
     def unavailable_reason(self) -> Optional[str]:
         """Why the codec cannot run here (with the install hint), or None when it can."""
@@ -194,10 +222,11 @@ class BaselineCodec:
         if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)):
             raise BaselineInputError(f"{self.name}: quality must be an integer, got {quality!r}")
         quality = int(quality)
-        if not self.min_quality <= quality <= self.max_quality:
+        if quality not in self.qualities:
+            allowed = (f"{self.min_quality}..{self.max_quality}" if self.explicit_qualities is None
+                       else ",".join(str(q) for q in self.explicit_qualities))
             raise BaselineInputError(
-                f"{self.name}: quality {quality} is outside {self.min_quality}..{self.max_quality}; "
-                "use a quality in that range"
+                f"{self.name}: quality {quality} is outside {allowed}; use a quality in that range"
             )
         self._require()
         try:
@@ -525,18 +554,9 @@ def available_codecs(names: Sequence[str]) -> List[BaselineCodec]:
         CodecUnavailableError: for a known codec that cannot run here; the message
             names the package to install.
     """
-    if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
-    codecs: List[BaselineCodec] = []
-    for name in names:
-        codec = get_codec(name)
-        if codec in codecs:
-            continue
-        reason = codec.unavailable_reason()
-        if reason is not None:
-            raise CodecUnavailableError(f"{reason} (or leave {codec.name!r} out of the codec list)")
-        codecs.append(codec)
-    return codecs
+    from .codecs import build_codecs, split_specs  # which also knows the learned baselines
+
+    return build_codecs(split_specs(names) if isinstance(names, str) else names)
 
 
 # --------------------------------------------------------------------------- rate matching
@@ -568,10 +588,12 @@ class MatchResult:
     target_bpp: float
 
 
-def match_bpp(codec: BaselineCodec, rgb: np.ndarray, target_bpp: float, lookahead: int = 2) -> MatchResult:
+def match_bpp(codec: BaselineCodec, rgb: np.ndarray, target_bpp: float, lookahead: int = 2,
+              cache: Optional[Dict[int, bytes]] = None) -> MatchResult:
     """Find the largest quality whose real bpp does not exceed ``target_bpp``.
 
-    A binary search over the codec's integer quality range, assuming that the
+    A binary search over the codec's qualities (:attr:`BaselineCodec.qualities`:
+    its integer range, or the list it was restricted to), assuming that the
     rate grows with quality; each quality is encoded at most once. Because real
     encoders are only *nearly* monotone, after the search converges the next
     ``lookahead`` qualities above the first failing one are also tried, and the
@@ -587,6 +609,8 @@ def match_bpp(codec: BaselineCodec, rgb: np.ndarray, target_bpp: float, lookahea
         rgb: ``HxWx3`` uint8 image.
         target_bpp: Target rate in bits per pixel (positive, finite).
         lookahead: Extra qualities checked above the boundary (0 for a plain binary search).
+        cache: Files already encoded for this image, by quality; filled in. Pass the same
+            dict for several targets on one image to encode each quality once.
 
     Returns:
         The chosen file, its decoded image and the search's bookkeeping.
@@ -606,14 +630,16 @@ def match_bpp(codec: BaselineCodec, rgb: np.ndarray, target_bpp: float, lookahea
     if lookahead < 0:
         raise BaselineInputError(f"lookahead must be >= 0, got {lookahead}")
     h, w = rgb.shape[:2]
-    cache: Dict[int, bytes] = {}
+    cache = {} if cache is None else cache
+    qs = list(codec.qualities)  # searched by index, so a list with gaps works too
 
-    def rate(q: int) -> float:
-        if q not in cache:
-            cache[q] = codec.encode(rgb, q)
-        return bits_per_pixel(cache[q], h, w)
+    def rate(i: int) -> float:
+        if qs[i] not in cache:
+            cache[qs[i]] = codec.encode(rgb, qs[i])
+        return bits_per_pixel(cache[qs[i]], h, w)
 
-    def result(q: int, at_floor: bool) -> MatchResult:
+    def result(i: int, at_floor: bool) -> MatchResult:
+        q = qs[i]
         data = cache[q]
         decoded = codec.decode(data)
         if decoded.shape != rgb.shape:
@@ -623,7 +649,7 @@ def match_bpp(codec: BaselineCodec, rgb: np.ndarray, target_bpp: float, lookahea
         return MatchResult(codec=codec.name, quality=q, bpp=bits_per_pixel(data, h, w), data=data, rgb=decoded,
                            at_floor=at_floor, encodes=len(cache), target_bpp=target)
 
-    lo, hi = codec.min_quality, codec.max_quality
+    lo, hi = 0, len(qs) - 1
     if rate(lo) > target:
         return result(lo, at_floor=True)
     if rate(hi) <= target:
@@ -637,11 +663,11 @@ def match_bpp(codec: BaselineCodec, rgb: np.ndarray, target_bpp: float, lookahea
             else:
                 bad = mid
         # bad == good + 1 failed; look a little further up for a non-monotone dip.
-        above = [q for q in range(bad + 1, min(bad + lookahead, hi - 1) + 1) if rate(q) <= target]
+        above = [i for i in range(bad + 1, min(bad + lookahead, hi - 1) + 1) if rate(i) <= target]
         if not above:
             break
         good = max(above)
-        bad = min(q for q, d in cache.items() if q > good and bits_per_pixel(d, h, w) > target)
+        bad = min(i for i in range(good + 1, hi + 1) if qs[i] in cache and rate(i) > target)
     if not (rate(good) <= target < rate(good + 1)):  # pragma: no cover - guaranteed by the invariant
-        raise CodecFailedError(f"{codec.name}: rate search ended at an inconsistent quality {good}")
+        raise CodecFailedError(f"{codec.name}: rate search ended at an inconsistent quality {qs[good]}")
     return result(good, at_floor=False)

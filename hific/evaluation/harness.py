@@ -1,20 +1,31 @@
-"""The evaluation run: learned checkpoints and classical codecs at matched bpp.
+"""The evaluation run: hific checkpoints against classical and learned codecs, matched or as curves.
 
-For every image, each checkpoint compresses to a real ``.hific`` file and
-decompresses from that file; then every classical codec is binary-searched to
-the largest quality whose real file does not exceed the checkpoint's bpp on
-that image (or reports its floor). Per-image PSNR, MS-SSIM and LPIPS, and
-per-(codec, point) FID and KID over 256-px patches, go into one results dict
-that :mod:`hific.evaluation.report` turns into files.
+Every reconstruction comes from a real file: each checkpoint compresses every
+image to a ``.hific`` file at each requested quality (:func:`hific_points`)
+and decodes that file at each realism; baselines write their own files.
+
+* ``matched`` (default): per image and hific operating point, every baseline
+  is searched (:func:`match_bpp`) for the largest quality whose real file does
+  not exceed hific's bpp on that image (or its floor, counted as such).
+* ``curves``: every codec on its own: learned codecs (and classical ones given
+  ``@qualities``) at each of their qualities, classical codecs at each bpp of
+  a grid (per image matched to it the same way), hific at its rates and
+  realism levels.
+
+Per-image PSNR, MS-SSIM and LPIPS, and per-(operating point) FID and KID over
+256-px patches go into one results dict, with the Bjøntegaard deltas of every
+curve against ``anchor`` (:mod:`hific.evaluation.curves`), that
+:mod:`hific.evaluation.report` turns into files.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,11 +37,17 @@ from ..data import find_images
 from ..fileio import atomic_write_bytes
 from ..image_io import read_image, write_png
 from ..losses import load_lpips
-from .baselines import available_codecs, match_bpp
+from .baselines import BaselineCodec, match_bpp
+from .codecs import build_codecs
+from .curves import BD_PROTOCOL, bd_table
 from .fid import InceptionFeatures, extract_patches, fid_kid
+from .learned import LearnedCodec
 from .metrics import image_metrics
+from .points import check_rate_options, hific_points
 
 EXTENSIONS = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl", "hevc": ".heic"}
+MODES = ("matched", "curves")
+DEFAULT_GRID = (0.1, 0.15, 0.2, 0.3, 0.45, 0.6)
 
 
 @dataclass(frozen=True)
@@ -39,14 +56,21 @@ class EvalOptions:
 
     Args:
         data: Folder of test images (searched recursively).
-        checkpoints: One or more hific checkpoints; each is an operating point.
+        checkpoints: One or more hific checkpoints; each is an operating point (or several).
         out: Report folder.
-        codecs: Classical codecs to match (``jpeg,webp,avif,jxl,hevc``).
-        device: Where the learned codec's transforms run.
+        codecs: Baseline specs (:mod:`hific.evaluation.codecs`), e.g. ``jpeg`` or ``compressai:mbt2018-mean@1..4``.
+        device: Where hific's (and the learned baselines') transforms run.
         limit: Use only the first ``limit`` images (0: all).
         lpips_weights: LPIPS backbone weights (file or folder), as in training.
         fid_weights: FID InceptionV3 weights (file or folder).
         progress: Show a tqdm bar.
+        labels: A name per checkpoint (default: file stem).
+        mode: ``"matched"`` or ``"curves"`` (see the module docstring).
+        qualities: hific rate knobs in [0, 1] (variable-rate checkpoints only).
+        realisms: hific realism knobs in [0, 1] (variable-rate checkpoints only).
+        bpp_grid: Target bpps of the classical codecs' curves in ``curves`` mode.
+        anchor: The curve the BD table compares against (default: the first hific curve).
+        learned_weights: Offline weights folder of the learned baselines.
     """
 
     data: str
@@ -59,6 +83,12 @@ class EvalOptions:
     fid_weights: Optional[str] = None
     progress: bool = True
     labels: Sequence[str] = field(default_factory=tuple)
+    mode: str = "matched"
+    qualities: Sequence[float] = ()
+    realisms: Sequence[float] = ()
+    bpp_grid: Sequence[float] = DEFAULT_GRID
+    anchor: Optional[str] = None
+    learned_weights: Optional[str] = None
 
 
 class _Scorer:
@@ -77,10 +107,159 @@ class _Scorer:
         return self.inception.features(patches) if patches else None
 
 
-def _point_label(path: str, index: int, labels: Sequence[str]) -> str:
-    if index < len(labels):
-        return labels[index]
-    return Path(path).stem
+@dataclass
+class _Hific:
+    """One loaded checkpoint and how its rows are named."""
+
+    label: str
+    path: str
+    codec: Codec
+    several: bool  # more than one variable-rate checkpoint: name each curve after its checkpoint
+
+    def curve(self, realism: Optional[float]) -> str:
+        name = f"hific {self.label}" if self.several else "hific"
+        return name if realism is None else f"{name} r={realism:.1f}"
+
+    def name(self, quality: Optional[float], realism: Optional[float]) -> str:
+        if quality is None:
+            text = f"hific {self.label}"
+        else:
+            text = f"hific {self.label} q={quality:.2f}" if self.several else f"hific q={quality:.2f}"
+        return text if realism is None else f"{text} r={realism:.1f}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "x"
+
+
+class _Run:
+    """The state of one evaluation: where files go, the scorer and the rows so far."""
+
+    def __init__(self, opts: EvalOptions, out: Path, scorer: _Scorer) -> None:
+        self.opts, self.out, self.scorer = opts, out, scorer
+        self.rows: List[Dict[str, Any]] = []
+        self.fake_feats: Dict[Tuple[str, str, str], List[torch.Tensor]] = {}
+
+    def store(self, rel: str, data: bytes) -> bytes:
+        """Write a coded file and read it back: what is scored is what is on disk."""
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+        return path.read_bytes()
+
+    def score(self, image: str, ref: np.ndarray, rec: np.ndarray, file_rel: str, **row: Any) -> None:
+        """Save ``rec``, measure it against ``ref`` and append one per-image row."""
+        where = f"{_slug(row['point'])}/{_slug(row['method'])}"
+        if self.opts.mode == "curves" or row["realism"] is not None:
+            where += f"/{_slug(row['label'])}"
+        rel = f"images/{where}/{image}.png"
+        (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_png(self.out / rel, rec, compress_level=3)
+        feats = self.scorer.patch_features(rec)
+        if feats is not None:
+            self.fake_feats.setdefault((row["point"], row["method"], row["label"]), []).append(feats)
+        row.setdefault("target_bpp", row["bpp"])
+        self.rows.append({"image": image, **row, **self.scorer.image_metrics(ref, rec), "file": file_rel,
+                          "recon": rel})
+
+
+def _code_hific(run: _Run, ckpt: _Hific, name: str, rgb: np.ndarray,
+                point_of: Callable[[_Hific, Optional[float]], str]) -> List[Tuple[str, float]]:
+    """All of one checkpoint's points on one image; returns ``(point, bpp)`` per quality for matching."""
+    h, w = rgb.shape[:2]
+    opts = run.opts
+    files: Dict[Optional[float], str] = {}
+
+    def store(q: Optional[float], data: bytes) -> bytes:
+        point = point_of(ckpt, q)
+        rel = f"files/{_slug(point)}/hific/" + ("" if point != "curves" else f"{_slug(ckpt.name(q, None))}/")
+        files[q] = rel + f"{name}.hific"
+        return run.store(files[q], data)
+
+    matched: Dict[str, float] = {}
+    for p in hific_points(ckpt.codec, rgb, opts.qualities, opts.realisms, store):
+        point, bpp = point_of(ckpt, p.quality), 8 * len(p.data) / (h * w)
+        run.score(name, rgb, p.rgb, files[p.quality], point=point, method="hific",
+                  label=ckpt.name(p.quality, p.realism), curve=ckpt.curve(p.realism), bpp=bpp, quality=p.quality,
+                  realism=p.realism, at_floor=False)
+        matched[point] = bpp
+    return list(matched.items())
+
+
+def _keep(run: _Run, codec: BaselineCodec, name: str, rgb: np.ndarray, point: str, label: str, data: bytes,
+          decoded: Optional[np.ndarray], **row: Any) -> None:
+    """Store one baseline file for one image, decode it from disk and score it."""
+    ext = EXTENSIONS.get(codec.name.split("@")[0], ".bin")
+    sub = "" if label == codec.label else f"{_slug(label)}/"
+    rel = f"files/{_slug(point)}/{_slug(codec.name)}/{sub}{name}{ext}"
+    stored = run.store(rel, data)
+    rec = decoded if decoded is not None and stored == data else codec.decode(stored)
+    run.score(name, rgb, rec, rel, point=point, method=codec.name, label=label, curve=codec.name,
+              bpp=8 * len(stored) / (rgb.shape[0] * rgb.shape[1]), realism=None, **row)
+
+
+def _code_baseline(run: _Run, codec: BaselineCodec, name: str, rgb: np.ndarray, point: str, label: str,
+                   target: float, cache: Dict[int, bytes]) -> None:
+    """One baseline file at (at most) ``target`` bpp, or at its floor."""
+    m = match_bpp(codec, rgb, target, cache=cache)
+    _keep(run, codec, name, rgb, point, label, m.data, m.rgb, target_bpp=target, quality=m.quality,
+          at_floor=m.at_floor)
+
+
+def _run_matched(run: _Run, ckpts: List[_Hific], codecs: List[BaselineCodec], originals: Dict[str, np.ndarray],
+                 bar: tqdm) -> None:
+    def point_of(ckpt: _Hific, q: Optional[float]) -> str:
+        return ckpt.label if q is None else f"{ckpt.label} q={q:.2f}"
+
+    for ckpt in ckpts:
+        for name, rgb in originals.items():
+            for point, bpp in _code_hific(run, ckpt, name, rgb, point_of):
+                bar.update(1)
+                for c in codecs:
+                    _code_baseline(run, c, name, rgb, point, c.label, bpp, {})
+                    bar.update(1)
+
+
+def _run_curves(run: _Run, ckpts: List[_Hific], codecs: List[BaselineCodec], originals: Dict[str, np.ndarray],
+                bar: tqdm) -> None:
+    for ckpt in ckpts:
+        for name, rgb in originals.items():
+            _code_hific(run, ckpt, name, rgb, lambda _c, _q: "curves")
+            bar.update(1)
+    for c in codecs:
+        for name, rgb in originals.items():
+            cache: Dict[int, bytes] = {}
+            if c.explicit_qualities is not None:  # each quality its own point
+                for q in c.explicit_qualities:
+                    _keep(run, c, name, rgb, "curves", f"{c.label} q={q}", c.encode(rgb, q), None, quality=q,
+                          at_floor=False)
+            else:
+                for t in run.opts.bpp_grid:
+                    _code_baseline(run, c, name, rgb, "curves", f"{c.label} @ {t:.3f} bpp", t, cache)
+            bar.update(1)
+
+
+def _load_checkpoints(opts: EvalOptions, device: torch.device) -> List[_Hific]:
+    labels = [opts.labels[i] if i < len(opts.labels) else Path(p).stem for i, p in enumerate(opts.checkpoints)]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"checkpoint labels must be unique, got {labels}")
+    loaded = []
+    for path, label in zip(opts.checkpoints, labels):
+        model, digest = load_model(path)
+        codec = Codec(model, digest, device=device)
+        check_rate_options(codec, opts.qualities, opts.realisms, str(path))
+        loaded.append((label, path, codec))
+    several = sum(bool(getattr(c, "variable_rate", False)) for _, _, c in loaded) > 1
+    return [_Hific(label, str(path), codec, several) for label, path, codec in loaded]
+
+
+def _check_anchor(opts: EvalOptions, ckpts: List[_Hific], codecs: List[BaselineCodec]) -> str:
+    hific = list(dict.fromkeys(c.curve(r) for c in ckpts for r in (list(opts.realisms) or [None])))
+    known = hific + [c.name for c in codecs]
+    anchor = opts.anchor or hific[0]
+    if anchor not in known:
+        raise ValueError(f"--anchor {anchor!r} is not one of the curves: {', '.join(known)}")
+    return anchor
 
 
 def run_evaluation(opts: EvalOptions) -> Dict[str, Any]:
@@ -88,16 +267,21 @@ def run_evaluation(opts: EvalOptions) -> Dict[str, Any]:
     from ..coding import resolve_device
 
     start = time.perf_counter()
+    if opts.mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {opts.mode!r}")
     device = resolve_device(opts.device)
     out = Path(opts.out)
     paths = find_images(opts.data)
     if opts.limit:
         paths = paths[: opts.limit]
-    codecs = available_codecs(opts.codecs)
-    scorer = _Scorer(opts, device)
-    points = [_point_label(p, i, opts.labels) for i, p in enumerate(opts.checkpoints)]
-    if len(set(points)) != len(points):
-        raise ValueError(f"checkpoint labels must be unique, got {points}")
+    ckpts = _load_checkpoints(opts, device)
+    codecs = build_codecs(opts.codecs, opts.learned_weights, str(device))
+    anchor = _check_anchor(opts, ckpts, codecs)
+    for c in codecs:  # absent weights fail here, before any image is coded
+        if isinstance(c, LearnedCodec):
+            for q in c.qualities:
+                c.model(q)
+    run = _Run(opts, out, _Scorer(opts, device))
 
     images: List[Dict[str, Any]] = []
     real_feats: List[torch.Tensor] = []
@@ -111,54 +295,38 @@ def run_evaluation(opts: EvalOptions) -> Dict[str, Any]:
         write_png(out / rel, rgb, compress_level=3)
         images.append({"name": name, "path": str(path), "width": rgb.shape[1], "height": rgb.shape[0],
                        "original": rel})
-        feats = scorer.patch_features(rgb)
+        feats = run.scorer.patch_features(rgb)
         if feats is not None:
             real_feats.append(feats)
 
-    per_image: List[Dict[str, Any]] = []
-    fake_feats: Dict[tuple, List[torch.Tensor]] = {}
-    total = len(paths) * len(points) * (1 + len(codecs))
-    bar = tqdm(total=total, desc="evaluate", unit="coding", disable=not opts.progress)
-    for ckpt, point in zip(opts.checkpoints, points):
-        model, digest = load_model(ckpt)
-        codec = Codec(model, digest, device=device)
-        label = f"HiFiC ({model.config.name})"
-        for name, rgb in originals.items():
-            h, w = rgb.shape[:2]
-            file_rel = f"files/{point}/hific/{name}.hific"
-            (out / file_rel).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(out / file_rel, codec.compress(rgb))
-            data = (out / file_rel).read_bytes()
-            rec = codec.decompress(data)
-            bpp = 8 * len(data) / (h * w)
-            rows = [_row(name, point, "hific", label, bpp, None, False, rgb, rec, out, file_rel, scorer, fake_feats)]
-            bar.update(1)
-            for c in codecs:
-                match = match_bpp(c, rgb, bpp)
-                ext = EXTENSIONS.get(c.name, f".{c.name}")
-                crel = f"files/{point}/{c.name}/{name}{ext}"
-                (out / crel).parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(out / crel, match.data)
-                rows.append(_row(name, point, c.name, c.label, match.bpp, match.quality, match.at_floor, rgb,
-                                 match.rgb, out, crel, scorer, fake_feats, target=bpp))
-                bar.update(1)
-            per_image.extend(rows)
-    bar.close()
+    per_ckpt = max(1, len(opts.qualities)) if opts.mode == "matched" else 1
+    total = len(paths) * (len(ckpts) * per_ckpt * (1 + (len(codecs) if opts.mode == "matched" else 0))
+                          + (len(codecs) if opts.mode == "curves" else 0))
+    with tqdm(total=total, desc="evaluate", unit="coding", disable=not opts.progress) as bar:
+        (_run_matched if opts.mode == "matched" else _run_curves)(run, ckpts, codecs, originals, bar)
+    for ckpt in ckpts:
+        ckpt.codec.close()
 
-    aggregate = _aggregate(per_image, points, real_feats, fake_feats)
+    aggregate = _aggregate(run.rows, real_feats, run.fake_feats)
+    labels = {r["curve"]: (next((c.label for c in codecs if c.name == r["curve"]), r["curve"])) for r in aggregate}
     seconds = time.perf_counter() - start
+    points = list(dict.fromkeys(r["point"] for r in run.rows))
     return {
-        "summary": (f"{len(paths)} images from {opts.data}; {len(points)} checkpoint(s); codecs: "
-                    f"{', '.join(c.name for c in codecs)}; run time {seconds:.0f} s on {device}."),
+        "summary": (f"{len(paths)} images from {opts.data}; {len(ckpts)} checkpoint(s); mode {opts.mode}; codecs: "
+                    f"{', '.join(c.name for c in codecs) or 'none'}; run time {seconds:.0f} s on {device}."),
         "seconds": seconds,
         "device": str(device),
+        "mode": opts.mode,
         "points": points,
-        "checkpoints": {p: str(c) for p, c in zip(points, opts.checkpoints)},
+        "checkpoints": {c.label: c.path for c in ckpts},
+        "presets": {c.label: c.codec.preset for c in ckpts},
         "codec_settings": {c.name: {"label": c.label, **c.settings} for c in codecs},
-        "protocol": PROTOCOL,
+        "curves": labels,
+        "protocol": {**PROTOCOL, "bd": BD_PROTOCOL},
         "images": images,
-        "per_image": per_image,
+        "per_image": run.rows,
         "aggregate": aggregate,
+        "bd": bd_table(aggregate, anchor, labels),
     }
 
 
@@ -169,25 +337,19 @@ PROTOCOL = {
     "lpips": "LPIPS v0.1 AlexNet (lpips package), inputs in [0,1] mapped to [-1,1], full image",
     "fid_kid": ("HiFiC patch protocol: non-overlapping 256x256 patches, plus a second pass shifted by 128 px "
                 "when H and W >= 384; InceptionV3 pool3 features (torchmetrics / torch-fidelity weights); "
-                "FID and KID over all patches of a (codec, point) against the originals' patches"),
-    "matching": ("per image, each classical codec uses the largest quality whose real bpp does not exceed the "
-                 "learned codec's bpp on that image; if even its lowest quality is larger, its floor is used "
-                 "and counted in 'at floor'"),
+                "FID and KID over all patches of an operating point against the originals' patches"),
+    "matching": ("mode matched: per image, each baseline uses the largest of its qualities whose real bpp does not "
+                 "exceed hific's bpp on that image; if even its lowest quality is larger, that is used and "
+                 "counted in 'at floor'. Mode curves: learned baselines (and classical ones given @qualities) at "
+                 "each quality; classical ones matched the same way to each bpp of the grid; hific at each "
+                 "(quality, realism)"),
+    "learned": ("learned baselines run their library's own compress/decompress; their file is a container of "
+                "quality (1 byte), H and W (2 + 2), latent shape (2 + 2), string count n (1), n string lengths "
+                "(4 each) and the strings: 10 + 4n bytes of overhead, all counted. Weights: the library's "
+                "pretrained=True (torch hub cache) or --learned-weights"),
+    "hific_points": ("one .hific file per (checkpoint, quality); each realism decodes that same file; each "
+                     "(quality, realism) is its own row, and each realism its own curve"),
 }
-
-
-def _row(name: str, point: str, method: str, label: str, bpp: float, quality: Optional[int], at_floor: bool,
-         ref: np.ndarray, rec: np.ndarray, out: Path, file_rel: str, scorer: _Scorer,
-         fake_feats: Dict[tuple, List[torch.Tensor]], target: Optional[float] = None) -> Dict[str, Any]:
-    rel = f"images/{point}/{method}/{name}.png"
-    (out / rel).parent.mkdir(parents=True, exist_ok=True)
-    write_png(out / rel, rec, compress_level=3)
-    feats = scorer.patch_features(rec)
-    if feats is not None:
-        fake_feats.setdefault((point, method), []).append(feats)
-    return {"image": name, "point": point, "method": method, "label": label, "bpp": bpp,
-            "target_bpp": target if target is not None else bpp, "quality": quality, "at_floor": at_floor,
-            **scorer.image_metrics(ref, rec), "file": file_rel, "recon": rel}
 
 
 def _mean(values: List[float]) -> float:
@@ -195,27 +357,30 @@ def _mean(values: List[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def _aggregate(per_image: List[Dict[str, Any]], points: List[str], real_feats: List[torch.Tensor],
-               fake_feats: Dict[tuple, List[torch.Tensor]]) -> List[Dict[str, Any]]:
+def _aggregate(per_image: List[Dict[str, Any]], real_feats: List[torch.Tensor],
+               fake_feats: Dict[Tuple[str, str, str], List[torch.Tensor]]) -> List[Dict[str, Any]]:
+    """Means over images per (point, method, label), FID/KID over their patches, LPIPS relative to hific."""
     real = torch.cat(real_feats) if real_feats else None
+    groups: Dict[Tuple[str, str, str], List[Dict[str, Any]]] = {}
+    for r in per_image:
+        groups.setdefault((r["point"], r["method"], r["label"]), []).append(r)
     rows = []
-    for point in points:
-        ours = [r for r in per_image if r["point"] == point and r["method"] == "hific"]
-        ours_lpips = _mean([r["lpips"] for r in ours])
-        methods = list(dict.fromkeys(r["method"] for r in per_image if r["point"] == point))
-        for method in methods:
-            sel = [r for r in per_image if r["point"] == point and r["method"] == method]
-            row = {"point": point, "method": method, "label": sel[0]["label"], "images": len(sel),
-                   "bpp": _mean([r["bpp"] for r in sel]), "psnr": _mean([r["psnr"] for r in sel]),
-                   "ms_ssim": _mean([r["ms_ssim"] for r in sel]), "lpips": _mean([r["lpips"] for r in sel]),
-                   "at_floor": sum(1 for r in sel if r["at_floor"])}
-            row["lpips_ratio"] = row["lpips"] / ours_lpips if ours_lpips > 0 else math.nan
-            fake = fake_feats.get((point, method))
-            if real is not None and fake and len(real) >= 2 and sum(len(f) for f in fake) >= 2:
-                scores = fid_kid(real, torch.cat(fake))
-                row.update({"fid": scores["fid"], "kid": scores["kid_mean"], "kid_std": scores["kid_std"],
-                            "patches": scores["n_fake"]})
-            else:
-                row.update({"fid": math.nan, "kid": math.nan, "kid_std": math.nan, "patches": 0})
-            rows.append(row)
+    for (point, method, label), sel in groups.items():
+        row = {"point": point, "method": method, "label": label, "curve": sel[0]["curve"], "images": len(sel),
+               "quality": sel[0]["quality"] if len({str(r["quality"]) for r in sel}) == 1 else None,
+               "realism": sel[0]["realism"], "bpp": _mean([r["bpp"] for r in sel]),
+               "psnr": _mean([r["psnr"] for r in sel]), "ms_ssim": _mean([r["ms_ssim"] for r in sel]),
+               "lpips": _mean([r["lpips"] for r in sel]), "at_floor": sum(1 for r in sel if r["at_floor"])}
+        fake = fake_feats.get((point, method, label))
+        if real is not None and fake and len(real) >= 2 and sum(len(f) for f in fake) >= 2:
+            scores = fid_kid(real, torch.cat(fake))
+            row.update({"fid": scores["fid"], "kid": scores["kid_mean"], "kid_std": scores["kid_std"],
+                        "patches": scores["n_fake"]})
+        else:
+            row.update({"fid": math.nan, "kid": math.nan, "kid_std": math.nan, "patches": 0})
+        rows.append(row)
+    for row in rows:  # LPIPS / ours, where a point has exactly one hific row (matched, one realism)
+        ours = [r for r in rows if r["point"] == row["point"] and r["method"] == "hific"]
+        ok = len(ours) == 1 and ours[0]["lpips"] > 0
+        row["lpips_ratio"] = row["lpips"] / ours[0]["lpips"] if ok else math.nan
     return rows

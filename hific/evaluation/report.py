@@ -13,7 +13,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 from PIL import Image, ImageDraw
 
@@ -86,6 +86,45 @@ def markdown_table(results: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bd_cells(results: Dict[str, Any]) -> Tuple[List[str], List[List[str]], List[str]]:
+    """The BD table as header, rows of cell texts, and notes (one per curve with warnings)."""
+    bd = results.get("bd") or {}
+    metrics = bd.get("metrics", [])
+    head = ["codec", "points"] + [f"BD-rate {m['name']} (%)" for m in metrics]
+    head += [f"Δ{m['name']}" + (f" ({m['unit']})" if m["unit"] else "") for m in metrics]
+    rows, notes = [], [f"{bd.get('anchor_label')} (anchor): {n}" for n in bd.get("anchor_notes", [])]
+    for r in bd.get("rows", []):
+        cells = [r["label"], str(r["points"])]
+        cells += [_fmt(r["bd_rate"].get(m["key"]), 1) for m in metrics]
+        for m in metrics:
+            v = r["bd_metric"].get(m["key"])
+            cells.append(_fmt(None if v is None else v * m["scale"], 3))
+        rows.append(cells)
+        if r["notes"]:
+            notes.append(f"{r['label']}: " + "; ".join(r["notes"]))
+    return head, rows, notes
+
+
+def _bd_title(results: Dict[str, Any]) -> str:
+    bd = results.get("bd") or {}
+    n = bd.get("anchor_points", 0)
+    return (f"BD-rate and BD-metric against {bd.get('anchor_label', '?')} ({n} point{'' if n == 1 else 's'}): "
+            "pchip, overlap only; BD-rate < 0 means fewer bits at equal quality; Δ is the mean metric change at "
+            "equal rate (PSNR, MS-SSIM: higher is better; LPIPS, KID, FID: lower); – where undefined")
+
+
+def bd_markdown(results: Dict[str, Any]) -> str:
+    """The BD table and its notes as Markdown (empty when there is nothing to compare)."""
+    head, rows, notes = _bd_cells(results)
+    if not rows:
+        return ""
+    lines = ["", _bd_title(results), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in rows]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
 def write_plots(results: Dict[str, Any], out: Path) -> List[str]:
     """Rate-distortion plots: mean bpp against each metric, one line per codec."""
     import matplotlib
@@ -94,9 +133,10 @@ def write_plots(results: Dict[str, Any], out: Path) -> List[str]:
     import matplotlib.pyplot as plt
 
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    names = results.get("curves", {})
     by_codec: Dict[str, List[Dict[str, Any]]] = {}
     for row in results["aggregate"]:
-        by_codec.setdefault(row["label"], []).append(row)
+        by_codec.setdefault(names.get(row["curve"], row["curve"]), []).append(row)
     written = []
     for key, title, hint in METRICS:
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
@@ -105,7 +145,7 @@ def write_plots(results: Dict[str, Any], out: Path) -> List[str]:
             if not pts:
                 continue
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o", linewidth=2.2 if label.startswith("HiFiC") else 1.4, label=label)
+            ax.plot(xs, ys, marker="o", linewidth=2.2 if label.startswith("hific") else 1.4, label=label)
         ax.set_xlabel("bits per pixel (real file sizes)")
         ax.set_ylabel(title)
         ax.set_title(f"{title} vs rate ({hint})")
@@ -131,6 +171,21 @@ def _label_strip(text: str, width: int) -> Image.Image:
     return strip
 
 
+def _crop_rows(results: Dict[str, Any], image: Dict[str, Any], point: str) -> List[Dict[str, Any]]:
+    """The rows one crop sheet shows: all of a matched point; per curve the one nearest hific's bpp otherwise."""
+    rows = [r for r in results["per_image"] if r["image"] == image["name"] and r["point"] == point]
+    if results.get("mode", "matched") == "matched":
+        return rows
+    ours = [r for r in rows if r["method"] == "hific"]
+    target = ours[0]["bpp"] if ours else 0.0
+    nearest: Dict[str, Dict[str, Any]] = {}
+    for r in rows:
+        best = nearest.get(r["curve"])
+        if best is None or abs(r["bpp"] - target) < abs(best["bpp"] - target):
+            nearest[r["curve"]] = r
+    return list(nearest.values())
+
+
 def write_crops(results: Dict[str, Any], out: Path, count: int = 4, size: int = 192) -> List[str]:
     """Side-by-side centre crops of the first ``count`` images, one PNG per image and point."""
     (out / "crops").mkdir(parents=True, exist_ok=True)
@@ -138,11 +193,7 @@ def write_crops(results: Dict[str, Any], out: Path, count: int = 4, size: int = 
     for image in results["images"][:count]:
         for point in results["points"]:
             entries = [("original", image["original"])]
-            entries += [
-                (f"{r['label']} {r['bpp']:.3f} bpp", r["recon"])
-                for r in results["per_image"]
-                if r["image"] == image["name"] and r["point"] == point
-            ]
+            entries += [(f"{r['label']} {r['bpp']:.3f} bpp", r["recon"]) for r in _crop_rows(results, image, point)]
             tiles = []
             for caption, rel in entries:
                 with Image.open(out / rel) as img:
@@ -174,6 +225,7 @@ body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
 table {{ border-collapse: collapse; font-size: 14px; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 th:first-child, td:nth-child(2) {{ text-align: left; }}
+#bd td:first-child, #bd th:first-child {{ text-align: left; }}
 .plots img {{ width: 440px; margin: 4px; border: 1px solid #ddd; }}
 .crops img {{ max-width: 100%; margin: 4px 0; }}
 #viewer {{ position: relative; display: inline-block; line-height: 0; border: 1px solid #999; }}
@@ -187,6 +239,9 @@ th:first-child, td:nth-child(2) {{ text-align: left; }}
 <p class="note">{summary}</p>
 <h2>Results (means over images; FID/KID over 256-px patches)</h2>
 {table}
+<h2>Bjøntegaard deltas</h2>
+<p class="note">{bd_title}</p>
+{bd}
 <h2>Rate–distortion plots</h2>
 <div class="plots">{plots}</div>
 <h2>Compare</h2>
@@ -261,6 +316,17 @@ def _html_table(results: Dict[str, Any]) -> str:
             + "</table>")
 
 
+def _html_bd(results: Dict[str, Any]) -> str:
+    head, rows, notes = _bd_cells(results)
+    if not rows:
+        return '<p class="note" id="bd-none">no other curve to compare</p>'
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+    table = ('<table id="bd"><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + body
+             + "</table>")
+    return table + ('<ul class="note">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+                    if notes else "")
+
+
 def write_html(results: Dict[str, Any], out: Path, plots: Sequence[str], crops: Sequence[str]) -> Path:
     """A self-contained ``index.html``: table, plots, a comparison slider, crops."""
     images: Dict[str, Any] = {}
@@ -272,6 +338,8 @@ def write_html(results: Dict[str, Any], out: Path, plots: Sequence[str], crops: 
     page = _PAGE.format(
         summary=html.escape(results.get("summary", "")),
         table=_html_table(results),
+        bd_title=html.escape(_bd_title(results)),
+        bd=_html_bd(results),
         plots="".join(f'<img src="{html.escape(p)}" alt="{html.escape(p)}">' for p in plots),
         crops="".join(f'<img src="{html.escape(c)}" alt="{html.escape(c)}">' for c in crops),
         data=data,
@@ -286,7 +354,7 @@ def write_report(results: Dict[str, Any], out: Path, crop_images: int = 4) -> Di
     out.mkdir(parents=True, exist_ok=True)
     write_json(results, out)
     write_csv(results, out)
-    _write_text(out / "results.md", markdown_table(results))
+    _write_text(out / "results.md", markdown_table(results) + bd_markdown(results))
     plots = write_plots(results, out)
     crops = write_crops(results, out, count=crop_images)
     write_html(results, out, plots, crops)
