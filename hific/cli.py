@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
-                    TextIO, Tuple)
+                    TextIO, Tuple, Union)
 
 from . import __version__
-from .coding.container import SECTION_NAMES, unpack
+from .coding.container import QUALITY_CODES, SECTION_NAMES, unpack
 from .errors import HificError, first_line
 from .fileio import atomic_write_bytes
 from .limits import DEFAULT_BUDGET, IMAGE_EXTENSIONS
@@ -101,7 +103,8 @@ def _load_codec(args: argparse.Namespace) -> "Codec":
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = args.checkpoint or default_checkpoint(args.quality, notice=lambda m: print(f"note: {m}", file=sys.stderr))
+    shipped = args.quality if isinstance(args.quality, str) else "lo"
+    path = args.checkpoint or default_checkpoint(shipped, notice=lambda m: print(f"note: {m}", file=sys.stderr))
     model, digest = load_model(path)
     codec = Codec(
         model, digest, device=args.device, precision=args.precision, compile=args.compile,
@@ -206,15 +209,19 @@ def _cmd_compress(args: argparse.Namespace) -> int:
             except HificError as exc:
                 yield exc
 
+    request = _rate_request(args, codec)
+
     def finish(src: Path, dst: Path, data: object, seconds: float) -> str:
         assert isinstance(data, bytes)
         atomic_write_bytes(dst, data)
         h, w = sizes[dst]
         size = dst.stat().st_size
         timing = f", {seconds:.2f} s" if len(pairs) == 1 else ""
-        return f"{src} -> {dst}: {size:,} bytes, {8 * size / (h * w):.4f} bpp ({w}x{h}{timing})"
+        code = unpack(data).quality
+        quality = "" if code is None else f", quality {code / QUALITY_CODES:.4f}"
+        return f"{src} -> {dst}: {size:,} bytes, {8 * size / (h * w):.4f} bpp ({w}x{h}{quality}{timing})"
 
-    return _run_pipeline(pairs, codec.compress_many(images()), finish, "compress")
+    return _run_pipeline(pairs, codec.compress_many(images(), **request), finish, "compress")
 
 
 def _read_hific(src: Path) -> bytes:
@@ -248,7 +255,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
         timing = f", {seconds:.2f} s" if len(pairs) == 1 else ""
         return f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}{timing})"
 
-    return _run_pipeline(pairs, codec.decompress_many(files()), finish, "decompress")
+    return _run_pipeline(pairs, codec.decompress_many(files(), realism=args.realism), finish, "decompress")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -265,12 +272,74 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"  model     {f.model_id}",
             f"  size      {f.width}x{f.height}",
             f"  file      {len(data):,} bytes, {8 * len(data) / (f.width * f.height):.4f} bpp",
+            f"  format    version {f.version}",
         ]
+        if f.quality is not None:
+            lines.append(f"  quality   {f.quality / QUALITY_CODES:.4f} (code {f.quality} of {QUALITY_CODES})")
         for tag, payload in f.sections:
             lines.append(f"  section   {SECTION_NAMES.get(tag, f'tag {tag}')}: {len(payload):,} bytes")
         return "\n".join(lines)
 
     return _run([(p, p) for p in files], work, "info")
+
+
+QUALITY_NAMES = ("lo", "mi", "hi")
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def _unit_interval(what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number in [0, 1], got {text!r}") from None
+        if not 0.0 <= value <= 1.0:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{what} must be in [0, 1], got {text!r}")
+        return value
+
+    return parse
+
+
+def _quality(text: str) -> Union[str, float]:
+    """``lo``/``mi``/``hi`` (a shipped model, or a quality of a variable-rate one) or a number in [0, 1]."""
+    return text if text in QUALITY_NAMES else _unit_interval("--quality (lo, mi, hi or)")(text)
+
+
+def _bpp(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"--bpp must be a number > 0, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    """``12000``, ``12000B``, ``12KB`` (1000 bytes), ``12KiB`` (1024), ``1.5MB`` ... -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    unit = _SIZE_UNITS.get(match.group(2).lower() or "b") if match else None
+    if unit is None:
+        raise argparse.ArgumentTypeError(f"--size must be a number of bytes with an optional unit (B, KB, KiB, MB, MiB), got {text!r}")
+    value = int(float(match.group(1)) * unit)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--size must be at least 1 byte, got {text!r}")
+    return value
+
+
+def _rate_request(args: argparse.Namespace, codec: "Codec") -> Dict[str, Any]:
+    """The keyword arguments of ``Codec.compress_many`` for the rate flags."""
+    from .zoo import VARIABLE_RATE_QUALITIES
+
+    if args.bpp is not None:
+        return {"target_bpp": args.bpp}
+    if args.size is not None:
+        return {"target_bytes": args.size}
+    if isinstance(args.quality, float):
+        return {"quality": args.quality}
+    if codec.variable_rate:  # a preset name on a variable-rate model
+        return {"quality": VARIABLE_RATE_QUALITIES[args.quality]}
+    return {}
 
 
 def build_parser(prog: str = "compress.py", tools: Optional[Mapping[str, str]] = None) -> argparse.ArgumentParser:
@@ -295,7 +364,21 @@ def build_parser(prog: str = "compress.py", tools: Optional[Mapping[str, str]] =
         p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
         p.add_argument("-o", "--output", help="output file (one input) or folder")
         p.add_argument("--checkpoint", help="model checkpoint (default: $HIFIC_CHECKPOINT, then the shipped one)")
-        p.add_argument("--quality", default="lo", choices=("lo", "mi", "hi"), help="shipped model to use without --checkpoint")
+        if name == "compress":
+            rate = p.add_mutually_exclusive_group()
+            rate.add_argument("--quality", default="lo", type=_quality, metavar="Q",
+                              help="lo, mi or hi (a shipped model; on a variable-rate model, its quality for that name), "
+                                   "or a number in [0, 1]: the quality of a variable-rate model (rate rises with it)")
+            rate.add_argument("--bpp", type=_bpp, metavar="X",
+                              help="variable-rate models: per image, the largest quality whose file is at most X bpp")
+            rate.add_argument("--size", type=_size, metavar="N[KB]",
+                              help="variable-rate models: per image, the largest quality whose file is at most N bytes "
+                                   "(units B, KB=1000, KiB=1024, MB, MiB); a target below the model's smallest file is an error")
+        else:
+            p.add_argument("--quality", default="lo", choices=QUALITY_NAMES, help="shipped model to use without --checkpoint")
+            p.add_argument("--realism", type=_unit_interval("--realism"), metavar="R",
+                           help="realism-conditioned models: 0 is the low-distortion end (highest PSNR), "
+                                "1 (the default) the realistic HiFiC end; the file does not depend on it")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the transforms run")
         p.add_argument("--force", action="store_true", help="overwrite existing output files")
         p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),

@@ -35,6 +35,11 @@ ZOO_URL = "https://example.org/hific/checkpoints/"
 
 # quality -> file name in checkpoints/. Filled in as trained models ship.
 SHIPPED: Dict[str, str] = {"lo": "hific-small-lo-d5f4f9d0.pt"}
+
+# --quality lo|mi|hi on a variable-rate checkpoint: the quality each name
+# stands for. Placeholders until a variable-rate model ships; they will be
+# set from its measured rates (about 0.14, 0.30 and 0.45 bpp on val).
+VARIABLE_RATE_QUALITIES: Dict[str, float] = {"lo": 0.3, "mi": 0.6, "hi": 0.85}
 SHA256: Dict[str, str] = {
     "hific-small-lo-d5f4f9d0.pt": "d5f4f9d092e03f6f3a93940711a394c30880a013fe34303318a5c7c0bcd0d4ce",
 }
