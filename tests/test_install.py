@@ -85,7 +85,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                              capture_output=True, text=True, check=True).stdout.strip()
     # Appended after the venv's own site-packages, so the wheel's hific wins.
     Path(purelib, "_test_env_packages.pth").write_text("\n".join(_site_dirs()) + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+    # --ignore-installed: a hific already in the reused folders is never a reason to skip (or to touch it).
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q",
+                    str(wheel)],
                    check=True, timeout=600, env=_clean_env(venv, root))
     return venv
 

@@ -7,7 +7,11 @@ The names below load on first use, so that reading a file's header
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .codec import Codec, resolve_device
+    from .container import HificFile, pack, unpack
 
 _WHERE = {"Codec": "codec", "resolve_device": "codec", "HificFile": "container", "pack": "container",
           "unpack": "container"}
