@@ -295,3 +295,75 @@ def test_ddp_variable_rate_stages(data_dir: Path, tmp_path: Path, layout: str) -
                           "--steps", "2", *common]))
     assert s2["ranks_in_sync"] and s2["step"] == 4
     assert load_checkpoint(tmp_path / "s2" / "last.pt")["training_state"]["world_size"] == 2
+
+
+# -- command line ---------------------------------------------------------------------
+
+
+def _cli_image(photos: List[Path], folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    with Image.open(photos[2]) as img:  # 256 x 256
+        img.convert("RGB").save(folder / "a.png")
+    return folder / "a.png"
+
+
+def test_cli_quality_size_bpp_and_realism(vr_ckpt: Path, photos: List[Path], tmp_path: Path, capsys) -> None:
+    from hific.cli import main
+
+    src = _cli_image(photos, tmp_path / "in")
+    ck = ["--checkpoint", str(vr_ckpt), "--device", "cpu"]
+    assert main(["compress", str(src), "-o", str(tmp_path / "q.hific"), "--quality", "0.25", *ck]) == 0
+    assert "quality 0.2500" in capsys.readouterr().out
+    assert unpack((tmp_path / "q.hific").read_bytes()).quality == quality_code(0.25)
+    assert main(["info", str(tmp_path / "q.hific")]) == 0
+    assert "quality   0.2500" in capsys.readouterr().out
+
+    floor = len(Codec(*load_model(vr_ckpt), device="cpu").compress(read_image(src), 0.0))
+    for target in (floor + 50, floor * 2, floor * 4):
+        for flag, value in (("--size", f"{target}B"), ("--bpp", f"{8 * target / (256 * 256)}")):
+            out = tmp_path / f"t{flag}{target}.hific"
+            assert main(["compress", str(src), "-o", str(out), flag, value, *ck]) == 0
+            assert out.stat().st_size <= target
+    assert main(["compress", str(src), "-o", str(tmp_path / "kb.hific"), "--size", "1.5KiB", *ck]) == 0
+    assert (tmp_path / "kb.hific").stat().st_size <= 1536
+    capsys.readouterr()
+
+    # below the floor: one error line, no file
+    assert main(["compress", str(src), "-o", str(tmp_path / "tiny.hific"), "--size", f"{floor - 1}", *ck]) == 1
+    err = capsys.readouterr().err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] and "smallest file" in err
+    assert not (tmp_path / "tiny.hific").exists()
+
+    outs = []
+    for r in ("0", "1"):
+        png = tmp_path / f"r{r}.png"
+        assert main(["decompress", str(tmp_path / "q.hific"), "-o", str(png), "--realism", r, *ck]) == 0
+        outs.append(read_image(png))
+    assert not np.array_equal(*outs)
+
+
+@pytest.mark.parametrize("args", [
+    ["--quality", "nan"], ["--quality", "1.2"], ["--quality", "best"], ["--size", "0"], ["--size", "-3KB"],
+    ["--size", "12 parsecs"], ["--bpp", "0"], ["--bpp", "inf"], ["--bpp", "0.1", "--size", "3KB"],
+    ["--quality", "0.5", "--bpp", "0.2"],
+])
+def test_cli_refuses_bad_rate_flags(args: List[str], tmp_path: Path, capsys) -> None:
+    from hific.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["compress", str(tmp_path / "a.png"), *args])
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cli_rate_flags_need_a_variable_rate_checkpoint(tiny_ckpt: Path, photos: List[Path], tmp_path: Path,
+                                                      capsys) -> None:
+    from hific.cli import main
+
+    src = _cli_image(photos, tmp_path / "in")
+    ck = ["--checkpoint", str(tiny_ckpt), "--device", "cpu"]
+    assert main(["compress", str(src), "-o", str(tmp_path / "a.hific"), "--size", "3KB", *ck]) == 1
+    assert "one rate" in capsys.readouterr().err
+    assert main(["compress", str(src), "-o", str(tmp_path / "a.hific"), *ck]) == 0
+    assert main(["decompress", str(tmp_path / "a.hific"), "-o", str(tmp_path / "a.png"), "--realism", "0.5", *ck]) == 1
+    assert "no realism" in capsys.readouterr().err
