@@ -10,7 +10,7 @@ in setup.cfg cannot combine with, hence this file.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["hific", "hific.*"]) + ["hific.shipped"],
+    packages=[*find_packages(include=["hific", "hific.*"]), "hific.shipped"],
     package_dir={"hific.shipped": "checkpoints"},
     package_data={"hific.shipped": ["*.pt"]},
 )

@@ -82,11 +82,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hific.checkpoint import load_model, model_digest  # noqa: E402
-from hific.coding import Codec  # noqa: E402
-from hific.coding.codec import PRECISIONS  # noqa: E402
-from hific.config import get_config  # noqa: E402
-from hific.models import build_model  # noqa: E402
+from hific.checkpoint import load_model, model_digest
+from hific.coding import Codec
+from hific.coding.codec import PRECISIONS
+from hific.config import get_config
+from hific.models import build_model
 
 SHARED_VAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "val"
 BIG_PIXELS = 4_000_000  # images above this use --big-runs (and --no-warmup applies)

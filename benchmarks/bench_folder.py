@@ -34,11 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hific.checkpoint import load_model, model_digest  # noqa: E402
-from hific.coding import Codec  # noqa: E402
-from hific.config import get_config  # noqa: E402
-from hific.image_io import read_image  # noqa: E402
-from hific.models import build_model  # noqa: E402
+from hific.checkpoint import load_model, model_digest
+from hific.coding import Codec
+from hific.config import get_config
+from hific.image_io import read_image
+from hific.models import build_model
 
 SHARED_VAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "val"
 

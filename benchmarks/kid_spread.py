@@ -30,9 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hific.errors import HificError  # noqa: E402
-from hific.evaluation.fid import InceptionFeatures, extract_patches, kernel_inception_distance  # noqa: E402
-from hific.image_io import read_image  # noqa: E402
+from hific.errors import HificError
+from hific.evaluation.fid import InceptionFeatures, extract_patches, kernel_inception_distance
+from hific.image_io import read_image
 
 
 def _kid(real: List[torch.Tensor], fake: List[torch.Tensor], idx: Sequence[int]) -> float:

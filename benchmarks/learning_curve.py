@@ -77,11 +77,9 @@ def _run_arms(args: argparse.Namespace, arms: List[Tuple[str, List[str]]]) -> No
             cmd = _command(args, run, flags)
             resume = run / "last.pt"
             if resume.is_file():  # an interrupted arm continues where it stopped
-                cmd = [c for c in cmd]
-                cmd += ["--resume", str(resume)]
-                cmd = _drop_start_flags(cmd)
+                cmd = _drop_start_flags([*cmd, "--resume", str(resume)])
             print(f"[{time.strftime('%H:%M:%S')}] start {name}: {shlex.join(cmd[1:])}", flush=True)
-            log = open(run / "train.log", "a")
+            log = open(run / "train.log", "a")  # noqa: SIM115 (held by the child process until it exits)
             running.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)))
         time.sleep(5)
         for name, proc in list(running):

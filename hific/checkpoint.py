@@ -42,10 +42,10 @@ from torch import nn
 from . import __version__
 from ._compressai import EntropyBottleneck, GaussianConditional
 from .checkpoint_checks import check_checkpoint, check_config, check_state
-from .config import HificConfig, config_from_dict, config_to_dict, get_config, list_presets
+from .config import HificConfig, config_to_dict, get_config, list_presets
 from .errors import CheckpointError, HificError, first_line, user_error
 from .fileio import PathLike, atomic_path, atomic_write_bytes
-from .models import ConditionalDiscriminator, HificModel, build_discriminator, build_model
+from .models import HificModel, build_discriminator, build_model
 
 FORMAT = "hific-checkpoint"
 FORMAT_VERSION = 1
@@ -411,7 +411,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(average_checkpoints(args.checkpoints, args.output, half=args.half))
         else:
             _cmd_show(args)
-    except Exception as exc:  # noqa: BLE001 - a bug (no user_error line) keeps its traceback
+    except Exception as exc:
         line = user_error(exc)
         if line is None:
             raise

@@ -26,8 +26,21 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
-                    TextIO, Tuple, Union)
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    TextIO,
+    Tuple,
+    Union,
+)
 
 from . import __version__
 from .coding.container import QUALITY_CODES, SECTION_NAMES, unpack
@@ -94,7 +107,7 @@ def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
         parent.mkdir(parents=True, exist_ok=True)
 
 
-def _load_codec(args: argparse.Namespace) -> "Codec":
+def _load_codec(args: argparse.Namespace) -> Codec:
     import torch
 
     from .checkpoint import load_model
@@ -327,7 +340,7 @@ def _size(text: str) -> int:
     return value
 
 
-def _rate_request(args: argparse.Namespace, codec: "Codec") -> Dict[str, Any]:
+def _rate_request(args: argparse.Namespace, codec: Codec) -> Dict[str, Any]:
     """The keyword arguments of ``Codec.compress_many`` for the rate flags."""
     from .zoo import VARIABLE_RATE_QUALITIES
 

@@ -70,7 +70,7 @@ def local_candidates(name: str) -> List[Path]:
     places = []
     if (CHECKPOINT_DIR.parent / "setup.cfg").is_file():  # running from a source checkout
         places.append(CHECKPOINT_DIR / name)
-    return places + [INSTALLED_DIR / name, cache_dir() / name]
+    return [*places, INSTALLED_DIR / name, cache_dir() / name]
 
 
 def download_url(name: str) -> str:

@@ -14,11 +14,11 @@ from typing import Callable, Dict, Sequence
 
 import numpy as np
 import torch
+from sandbox import FAIL
 
 from hific.checkpoint import load_model
 from hific.coding import Codec, entropy, unpack
 from hific.errors import HificError
-from sandbox import FAIL
 
 
 def _refusal(exc: HificError) -> str:

@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 from hific.coding import unpack
 from hific.coding.container import SECTION_Y, SECTION_Z, unpack_substreams
 
+
 @dataclass(frozen=True)
 class Raw:
     """A ``.hific`` file as fields that may hold any value, valid or not."""
@@ -27,7 +28,7 @@ class Raw:
     lengths: Optional[Tuple[int, ...]] = None  # overrides the payload lengths in the table
 
     @staticmethod
-    def of(data: bytes) -> "Raw":
+    def of(data: bytes) -> Raw:
         f = unpack(data)
         quality = b""
         if f.version >= 3:

@@ -104,7 +104,7 @@ def test_round_trip_writes_a_real_file(name: str, crop: np.ndarray) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_higher_quality_gives_more_bytes(name: str, crop: np.ndarray) -> None:
     codec = _codec(name)
-    qualities = sorted({int(round(q)) for q in np.linspace(codec.min_quality, codec.max_quality, 5)})
+    qualities = sorted({round(q) for q in np.linspace(codec.min_quality, codec.max_quality, 5)})
     sizes = [len(codec.encode(crop, q)) for q in qualities]
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), dict(zip(qualities, sizes, strict=True))
 

@@ -101,7 +101,7 @@ def test_small_overlap_and_non_monotone_curves_warn() -> None:
 
 
 def test_points_without_a_value_are_left_out() -> None:
-    r = bd_metric(RATE + [0.8], PSNR + [math.nan], RATE, PSNR)
+    r = bd_metric([*RATE, 0.8], [*PSNR, math.nan], RATE, PSNR)
     assert r.value == pytest.approx(0.0, abs=1e-12) and any("left out" in w for w in r.warnings)
 
 

@@ -11,11 +11,11 @@ from typing import Any, Callable, Dict
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
+
 from hific import checkpoint as ck
 from hific.coding import Codec
-from hific.config import config_from_dict, get_config
+from hific.config import config_from_dict
 from hific.errors import CheckpointError
 
 SHIPPED = REPO / "checkpoints" / "hific-small-lo-d5f4f9d0.pt"
@@ -100,7 +100,7 @@ def test_corrupted_weights_are_refused(tiny, tmp_path: Path) -> None:
 
     for edit in (flip_each, flip_one_bit):
         path = _save(tmp_path, _edited(tiny, edit))
-        with pytest.raises(CheckpointError, match="do not match the digest stored with them.*corrupt"):
+        with pytest.raises(CheckpointError, match=r"do not match the digest stored with them.*corrupt"):
             ck.load_model(path)
 
 

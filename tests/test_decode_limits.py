@@ -4,24 +4,25 @@ than a fixed number of symbols, and the pixel limit is checked first."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 from typing import List
 
+import fuzz_targets
 import numpy as np
 import pytest
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
-
-import fuzz_targets
 from conftest import REPO
+from hific_edit import Raw, table, with_y, y_streams
+from sandbox import run_cases
+
 from hific.checkpoint import load_model
 from hific.coding import Codec, entropy, unpack
 from hific.coding.container import SECTION_Y, SECTION_Z
 from hific.errors import DecodeLimitError, FormatError, HificError
 from hific.limits import DEFAULT_DECODE_PIXELS
-from hific_edit import Raw, table, with_y, y_streams
-from sandbox import run_cases
 
 SHIPPED = REPO / "checkpoints" / "hific-small-lo-d5f4f9d0.pt"
 
@@ -91,7 +92,7 @@ def test_substream_count_must_be_the_encoders(tiny_codec: Codec, photo: np.ndarr
     joined = b"".join(streams)
     for count in (1, 4, 6, 20):
         cuts = [len(joined) * i // count // 4 * 4 for i in range(count + 1)]
-        other = [joined[a:b] for a, b in zip(cuts, cuts[1:])]
+        other = [joined[a:b] for a, b in itertools.pairwise(cuts)]
         with pytest.raises(FormatError, match=f"{count} y substreams, but the encoder writes 5"):
             tiny_codec.decompress(with_y(raw, table(other)).file())
 
@@ -140,7 +141,7 @@ def test_pixel_limit_is_checked_before_decoding(tiny_ckpt: Path, photo: np.ndarr
     data = Codec(model, digest).compress(_crop(photo, 70, 90))
     assert Codec(*load_model(tiny_ckpt), max_pixels=70 * 90).decompress(data).shape == (70, 90, 3)
     strict = Codec(*load_model(tiny_ckpt), max_pixels=70 * 90 - 1)
-    with pytest.raises(DecodeLimitError, match="90x70 image .*over the decode limit of 6,299 pixels"):
+    with pytest.raises(DecodeLimitError, match=r"90x70 image .*over the decode limit of 6,299 pixels"):
         strict.decompress(data)
     assert issubclass(DecodeLimitError, FormatError)
     assert Codec(model, digest).max_pixels == DEFAULT_DECODE_PIXELS == 8192 * 8192

@@ -18,16 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, List
 
+import fuzz_targets
 import numpy as np
 import pytest
+from hific_edit import Raw, repair, table, with_crc, with_y, y_streams
+from sandbox import run_cases, summary
 
-import fuzz_targets
 from hific.checkpoint import init_checkpoint, load_model
 from hific.coding import Codec, entropy, unpack
 from hific.coding.container import SECTION_Y, SECTION_Z
 from hific.coding.entropy import band_bounds, substream_count
-from hific_edit import Raw, repair, table, with_crc, with_y, y_streams
-from sandbox import run_cases, summary
 
 SUBSTREAM_SYMBOLS = 512
 SEED = 20261202
@@ -78,7 +78,7 @@ def substream_tables(rng: random.Random, files: Dict[str, bytes]) -> List[bytes]
             lengths[i] -= moved
             lengths[j] += moved
             out.append(with_y(raw, table(streams, lengths=lengths)).file())
-            out.append(with_y(raw, table(streams, lengths=[rng.choice([0, 4, 8, 1 << 31, (1 << 32) - 1])] + lengths[1:])).file())
+            out.append(with_y(raw, table(streams, lengths=[rng.choice([0, 4, 8, 1 << 31, (1 << 32) - 1]), *lengths[1:]])).file())
         out.append(with_y(raw, table([*streams, b""])).file())
         out.append(with_y(raw, table([b"", *streams])).file())
         out.append(with_y(raw, table(streams[::-1])).file())
@@ -122,7 +122,8 @@ def headers(rng: random.Random, files: Dict[str, bytes]) -> List[bytes]:
         for version in (0, 1, 2, 3, 4, 255):
             out.append(replace(raw, version=version).file())
             out.append(replace(raw, version=version, quality=b"" if raw.quality else b"\x00\x00\x00").file())
-        for name in (b"", b"hific tiny", b"hific-tiny\x7f", b"hific-tiny\x00", b"hific-tiny-vr", b"hific-tiny", b"x" * 64, b"x" * 65, bytes(range(200, 250))):
+        for name in (b"", b"hific tiny", b"hific-tiny\x7f", b"hific-tiny\x00", b"hific-tiny-vr", b"hific-tiny",
+                     b"x" * 64, b"x" * 65, bytes(range(200, 250))):
             out.append(replace(raw, name=name).file())
         for name_len in (0, 1, len(raw.name) - 1, len(raw.name) + 1, 64, 65, 255):
             out.append(replace(raw, name_len=name_len).file())
@@ -169,7 +170,7 @@ def garbage_streams(rng: random.Random, files: Dict[str, bytes]) -> List[bytes]:
             y_shape = (1, 8, 4 * hz, 4 * wz)
             bands = band_bounds(4 * hz, substream_count(y_shape))
             for style in ("zeros", "ones", "random", "longest"):
-                def stream(symbols: int) -> bytes:
+                def stream(symbols: int, style: str = style) -> bytes:
                     n = {"zeros": 8, "ones": 8, "random": 8 + 4 * rng.randrange(64)}.get(style, 8 + 8 * min(symbols, 512))
                     fill = {"zeros": b"\x00", "ones": b"\xff"}.get(style)
                     return fill * n if fill else rng.randbytes(n)

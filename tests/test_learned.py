@@ -82,7 +82,7 @@ def test_unknown_zoo_models_and_metrics_are_named() -> None:
         build_codecs(["compressai:nope"])
     with pytest.raises(UnknownCodecError, match="mse, ms-ssim"):
         build_codecs(["compressai:mbt2018/psnr"])
-    with pytest.raises(BaselineInputError, match="1..8"):
+    with pytest.raises(BaselineInputError, match=r"1\.\.8"):
         build_codecs(["compressai:mbt2018-mean@0,9"])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import math
 import warnings
 from pathlib import Path
@@ -238,7 +239,7 @@ def test_rate_lambda_per_quality() -> None:
     assert rate_lambda(cfg, 0.07, 0, 1.0) == cfg.lambda_b
     assert rate_lambda(cfg, 0.7, 0, 1.0) == pytest.approx(0.5)
     targets = [rate_target(cfg, 0, q) for q in np.linspace(0, 1, 11)]
-    assert all(a < b for a, b in zip(targets, targets[1:]))
+    assert all(a < b for a, b in itertools.pairwise(targets))
     with pytest.raises(LossInputError, match="quality"):
         rate_lambda(cfg, 0.1, 0, 1.5)
     with pytest.raises(LossInputError, match="one rate"):

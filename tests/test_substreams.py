@@ -322,7 +322,7 @@ def _spy(codec: Codec, name: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _with_bad(items: list, bad, position: int) -> list:
-    return items[:position] + [bad] + items[position:]
+    return [*items[:position], bad, *items[position:]]
 
 
 BAD_IMAGES = {

@@ -3,6 +3,7 @@ realism at decode time, and the training stages of the variable-rate family."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -78,7 +79,7 @@ def test_quant_steps_fall_strictly_with_quality() -> None:
 def test_rate_rises_strictly_with_quality_on_every_photo(vr_codec: Codec, images: List[np.ndarray]) -> None:
     for img in images:
         sizes = [len(vr_codec.compress(img, q)) for q in QUALITIES]
-        assert all(a < b for a, b in zip(sizes, sizes[1:])), sizes
+        assert all(a < b for a, b in itertools.pairwise(sizes)), sizes
 
 
 def test_same_quality_same_bytes(vr_ckpt: Path, images: List[np.ndarray]) -> None:
@@ -123,7 +124,7 @@ def test_one_file_decodes_at_any_realism(vr_codec: Codec, images: List[np.ndarra
     latent, _ = vr_codec.decode_latent(data)
     images = [vr_codec.decompress(data, r) for r in (0.0, 0.5, 1.0)]
     assert torch.equal(vr_codec.decode_latent(data)[0], latent)
-    for a, b in zip(images, images[1:]):
+    for a, b in itertools.pairwise(images):
         assert a.shape == images[0].shape and not np.array_equal(a, b)
     assert np.array_equal(vr_codec.decompress(data), images[2])  # realism 1 is the default
 
@@ -241,8 +242,8 @@ def test_validation_logs_every_grid_point(data_dir: Path, tmp_path: Path) -> Non
 
 
 def test_warm_start_from_a_single_rate_checkpoint(tmp_path: Path, images: List[np.ndarray]) -> None:
-    from hific.training.trainer import warm_start
     from hific.models import build_model
+    from hific.training.trainer import warm_start
 
     single = build_model(get_config("hific-tiny"))
     vr = build_model(get_config("hific-tiny-vr"))

@@ -7,7 +7,7 @@ import http.server
 import socket
 import threading
 from pathlib import Path
-from typing import Iterator, List
+from typing import ClassVar, Iterator, List
 
 import pytest
 
@@ -23,9 +23,9 @@ GOOD = hashlib.sha256(PAYLOAD).hexdigest()
 class _Handler(http.server.BaseHTTPRequestHandler):
     """``/good``: the payload; ``/cut``: a Content-Length of the whole but half the bytes; else 404."""
 
-    requests: List[str] = []
+    requests: ClassVar[List[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.requests.append(self.path)
         name = self.path.rsplit("/", 1)[-1]
         if name in ("good", "good.pt"):

@@ -48,7 +48,7 @@ class RateRequest:
     @staticmethod
     def make(
         quality: Optional[float] = None, target_bytes: Optional[int] = None, target_bpp: Optional[float] = None
-    ) -> "RateRequest":
+    ) -> RateRequest:
         """Validate user values (one clear error for each bad one)."""
         if sum(v is not None for v in (quality, target_bytes, target_bpp)) > 1:
             raise HificError("give one of a quality, a size target or a bpp target")

@@ -171,13 +171,13 @@ class BaselineCodec:
             return self.explicit_qualities
         return range(self.min_quality, self.max_quality + 1)
 
-    def with_qualities(self, qualities: Sequence[int]) -> "BaselineCodec":
+    def with_qualities(self, qualities: Sequence[int]) -> BaselineCodec:
         """A copy restricted to ``qualities`` (named ``name@q1,q2,...``), e.g. for a rate curve.
 
         Raises:
             BaselineInputError: for an empty list or a quality outside :attr:`quality_range`.
         """
-        chosen = tuple(sorted(set(int(q) for q in qualities)))
+        chosen = tuple(sorted({int(q) for q in qualities}))
         bad = [q for q in chosen if not self.min_quality <= q <= self.max_quality]
         if not chosen or bad:
             raise BaselineInputError(f"{self.name}: qualities must be a non-empty list within "

@@ -121,10 +121,7 @@ class _Hific:
         return name if realism is None else f"{name} r={realism:.1f}"
 
     def name(self, quality: Optional[float], realism: Optional[float]) -> str:
-        if quality is None:
-            text = f"hific {self.label}"
-        else:
-            text = f"hific {self.label} q={quality:.2f}" if self.several else f"hific q={quality:.2f}"
+        text = f"hific {self.label}" if quality is None else f"hific {self.label} q={quality:.2f}" if self.several else f"hific q={quality:.2f}"
         return text if realism is None else f"{text} r={realism:.1f}"
 
 

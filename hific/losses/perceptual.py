@@ -225,7 +225,7 @@ class LPIPSLoss(nn.Module):
         """The backbone tensors under torchvision ``features`` keys (``"3.weight"``)."""
         return {k.split(".", 1)[1]: v for k, v in self.lpips.net.state_dict().items()}
 
-    def train(self, mode: bool = True) -> "LPIPSLoss":
+    def train(self, mode: bool = True) -> LPIPSLoss:
         """Stay in eval mode whatever ``mode`` is (the loss is frozen)."""
         return super().train(False)
 

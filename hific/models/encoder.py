@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import Tensor, nn
 
 from ..config import ModelConfig
@@ -19,7 +21,7 @@ class Encoder(nn.Module):
         super().__init__()
         c = cfg.encoder_channels
         layers = [conv(3, c[0], 7), ChannelNorm(c[0]), nn.ReLU(inplace=True)]
-        for c_in, c_out in zip(c[:-1], c[1:]):
+        for c_in, c_out in itertools.pairwise(c):
             layers += [conv(c_in, c_out, 3, stride=2), ChannelNorm(c_out), nn.ReLU(inplace=True)]
         layers.append(conv(c[-1], cfg.latent_channels, 3))
         self.net = nn.Sequential(*layers)

@@ -14,6 +14,8 @@ commute, so they are left alone.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -52,7 +54,7 @@ def fold_for_inference(model: nn.Module) -> int:
     count = 0
     if isinstance(head, nn.Sequential):
         layers = list(head)
-        for norm, conv in zip(layers, layers[1:]):
+        for norm, conv in itertools.pairwise(layers):
             if isinstance(norm, ChannelNorm) and isinstance(conv, nn.Conv2d):
                 count += fold_norm_into_conv(norm, conv)
     return count

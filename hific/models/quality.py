@@ -76,5 +76,5 @@ class QuantStep(nn.Module):
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quality must be in [0, 1], got {quality!r}")
         pos = q * (self.levels - 1)
-        lo = min(int(math.floor(pos)), self.levels - 2)
+        lo = min(math.floor(pos), self.levels - 2)
         return lo, pos - lo

@@ -23,7 +23,7 @@ class MetricsLogger:
     def __init__(self, out_dir: Path, tensorboard: bool = True) -> None:
         self.path = Path(out_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run; closed by close())
         self._tb: Optional[Any] = None
         if tensorboard:
             try:

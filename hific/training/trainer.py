@@ -39,7 +39,6 @@ from .options import RunOptions
 from .state import capture_rng, restore_rng
 from .validation import validate
 
-
 # Modules a variable-rate, realism-conditioned model adds to a single-rate one.
 _NEW_IN_VARIABLE_RATE = ("quant_step.", "g_s.film.")
 
