@@ -43,7 +43,7 @@ from .curves import BD_PROTOCOL, bd_table
 from .fid import InceptionFeatures, extract_patches, fid_kid
 from .learned import LearnedCodec
 from .metrics import image_metrics
-from .points import check_rate_options, hific_points
+from .points import check_rate_options, hific_points, qualities_for
 
 EXTENSIONS = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl", "hevc": ".heic"}
 MODES = ("matched", "curves")
@@ -296,8 +296,8 @@ def run_evaluation(opts: EvalOptions) -> Dict[str, Any]:
         if feats is not None:
             real_feats.append(feats)
 
-    per_ckpt = max(1, len(opts.qualities)) if opts.mode == "matched" else 1
-    total = len(paths) * (len(ckpts) * per_ckpt * (1 + (len(codecs) if opts.mode == "matched" else 0))
+    per_ckpt = sum(len(qualities_for(c.codec, opts.qualities)) for c in ckpts) if opts.mode == "matched" else len(ckpts)
+    total = len(paths) * (per_ckpt * (1 + (len(codecs) if opts.mode == "matched" else 0))
                           + (len(codecs) if opts.mode == "curves" else 0))
     with tqdm(total=total, desc="evaluate", unit="coding", disable=not opts.progress) as bar:
         (_run_matched if opts.mode == "matched" else _run_curves)(run, ckpts, codecs, originals, bar)
