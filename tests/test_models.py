@@ -16,8 +16,9 @@ def test_every_preset_has_consistent_shapes(name: str) -> None:
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     x = torch.rand(1, 3, 64, 80)  # not a multiple of 64: padded, then cropped back
+    knobs = {"quality": 0.5 if model.variable_rate else None, "realism": 1.0 if model.conditioned else None}
     with torch.no_grad():
-        out = model(x)
+        out = model(x, **knobs)
     c = cfg.model.latent_channels
     assert out.x_hat.shape == x.shape
     assert out.y_hat.shape == (1, c, 4, 8)
