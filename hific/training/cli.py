@@ -36,6 +36,8 @@ _OVERRIDES = {
     "lr_decay_step": ("train", "lr_decay_step"),
     "target_bpp": ("loss", "target_bpp"),
     "lambda_a": ("loss", "lambda_a"),
+    "target_bpp_low": ("loss", "target_bpp_low"),
+    "lambda_a_low": ("loss", "lambda_a_low"),
     "warmup_steps": ("loss", "target_warmup_steps"),
     "perceptual": ("loss", "perceptual"),
     "lambda_b": ("loss", "lambda_b"),
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target-bpp", type=float)
     g.add_argument("--warmup-steps", type=int, help="rate-target warm-up length")
     g.add_argument("--lambda-a", type=float, help="rate weight while the batch bpp is above the target (HiFiC's lambda_a)")
+    g.add_argument("--target-bpp-low", type=float, help="variable-rate models: the rate target at quality 0")
+    g.add_argument("--lambda-a-low", type=float, help="variable-rate models: lambda_a at quality 0")
     g.add_argument("--perceptual", choices=("lpips-alex", "lpips-squeeze", "none"))
     g.add_argument("--lambda-b", type=float, help="rate weight while the batch bpp is at or below the target")
     g.add_argument("--k-m", type=float, help="MSE weight (MSE on 0..255)")
