@@ -18,18 +18,21 @@ import glob
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
+from .argtypes import int_in, number_in
 from .coding import Codec, unpack
 from .coding.container import SECTION_NAMES
 from .coding.tiling import DEFAULT_BUDGET
-from .errors import HificError
+from .errors import CheckpointError, HificError, user_error
 from .fileio import atomic_write_bytes
 from .image_io import read_image, write_png
+from .limits import DEFAULT_DECODE_PIXELS, MAX_PIXELS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 HIFIC_EXTENSION = ".hific"
@@ -85,7 +88,13 @@ def _plan(
 def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
     """Create output folders only once the run is known to go ahead."""
     for parent in sorted({dst.parent for _, dst in pairs}):
-        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise HificError(f"{parent}: cannot create the output folder: a file of that name is in the way") from None
+        except OSError as exc:
+            where = os.fsdecode(exc.filename) if exc.filename is not None else str(parent)
+            raise HificError(f"{where}: cannot create the output folder ({exc.strerror or exc})") from None
 
 
 def _load_codec(args: argparse.Namespace) -> Codec:
@@ -98,18 +107,27 @@ def _load_codec(args: argparse.Namespace) -> Codec:
         torch.set_num_threads(args.threads)
     path = args.checkpoint or default_checkpoint(args.quality)
     model, digest = load_model(path)
-    codec = Codec(
-        model, digest, device=args.device, precision=args.precision, compile=args.compile,
-        threads=args.threads, tile_budget=int(args.tile_mb * 2**20),
-    )
+    try:
+        codec = Codec(
+            model, digest, device=args.device, precision=args.precision, compile=args.compile,
+            threads=args.threads, tile_budget=int(args.tile_mb * 2**20),
+            max_pixels=getattr(args, "max_pixels", DEFAULT_DECODE_PIXELS),
+        )
+    except CheckpointError as exc:  # e.g. inconsistent CDF tables: name the file
+        raise CheckpointError(f"{path}: {exc}") from None
     codec.batch_size = args.batch_size or (4 if codec.device.type == "cuda" else 1)
     return codec
 
 
-def _report(exc: BaseException) -> str:
-    if isinstance(exc, OSError):  # e.g. an unwritable output folder
-        return f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}"
-    return f"error: {exc}"
+def _file_error(src: Path, exc: BaseException) -> str:
+    """The error line(s) for one input that failed; a bug keeps its traceback."""
+    line = user_error(exc)
+    if line is None:
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+        return f"error: {src}: internal error (a bug in hific; please report it):\n{trace}"
+    if (isinstance(exc, OSError) and exc.filename is not None) or str(src) in line:
+        return f"error: {line}"  # it names the path at fault itself
+    return f"error: {src}: {line}"
 
 
 def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc: str) -> int:
@@ -118,9 +136,9 @@ def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc
     for src, dst in bar:
         try:
             tqdm.write(work(src, dst), file=sys.stdout)
-        except (HificError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - reported per file; the run goes on
             failures += 1
-            tqdm.write(_report(exc), file=sys.stderr)
+            tqdm.write(_file_error(src, exc), file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -137,18 +155,17 @@ def _run_pipeline(
             if isinstance(result, Exception):
                 raise result
             tqdm.write(finish(src, dst, result, now - last), file=sys.stdout)
-        except (HificError, ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - reported per file; the run goes on
             failures += 1
-            message = _report(exc)
-            if str(src) not in message:
-                message = message.replace("error: ", f"error: {src}: ", 1)
-            tqdm.write(message, file=sys.stderr)
+            tqdm.write(_file_error(src, exc), file=sys.stderr)
+        del result  # a failure's traceback can hold a whole image's tensors
         last = time.perf_counter()
         bar.update(1)
     bar.close()
     if len(pairs) > 1:
         total = time.perf_counter() - start
-        print(f"{desc}: {len(pairs) - failures} of {len(pairs)} files in {total:.2f} s", file=sys.stderr)
+        failed = f"; {failures} failed" if failures else ""
+        print(f"{desc}: {len(pairs) - failures} of {len(pairs)} files in {total:.2f} s{failed}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -162,15 +179,18 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         for src, dst in pairs:
             try:
                 rgb = read_image(src, notice=lambda msg: tqdm.write(f"note: {msg}", file=sys.stderr))
-                sizes[dst] = rgb.shape[:2]
-                yield rgb
-            except HificError as exc:
+            except Exception as exc:  # noqa: BLE001 - reported in its place; the run goes on
                 yield exc
+                continue
+            sizes[dst] = rgb.shape[:2]
+            yield rgb
 
     def finish(src: Path, dst: Path, data: object, seconds: float) -> str:
         assert isinstance(data, bytes)
         atomic_write_bytes(dst, data)
         h, w = sizes[dst]
+        if h * w > DEFAULT_DECODE_PIXELS:
+            tqdm.write(f"note: {dst}: {w}x{h} is over the default decode limit; decompress it with --max-pixels {h * w}", file=sys.stderr)
         size = dst.stat().st_size
         timing = f", {seconds:.2f} s" if len(pairs) == 1 else ""
         return f"{src} -> {dst}: {size:,} bytes, {8 * size / (h * w):.4f} bpp ({w}x{h}{timing})"
@@ -195,9 +215,11 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     def files() -> Iterator[object]:
         for src, _ in pairs:
             try:
-                yield _read_hific(src)
-            except HificError as exc:
+                data = _read_hific(src)
+            except Exception as exc:  # noqa: BLE001 - reported in its place; the run goes on
                 yield exc
+                continue
+            yield data
 
     def finish(src: Path, dst: Path, rgb: object, seconds: float) -> str:
         assert isinstance(rgb, np.ndarray)
@@ -250,10 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                        help="transform precision (auto: bf16 on CUDA, fp32 on the CPU); the stream never depends on it")
         p.add_argument("--compile", action="store_true", help="torch.compile the generator (pays off on long GPU runs)")
-        p.add_argument("--threads", type=int, default=0, help="CPU threads for the transforms and the rANS substreams (default: all available)")
-        p.add_argument("--batch-size", type=int, default=0, help="images of equal size transformed together (default: 4 on CUDA, 1 on the CPU)")
-        p.add_argument("--tile-mb", type=float, default=DEFAULT_BUDGET / 2**20,
+        p.add_argument("--threads", type=int_in(0, 256), default=0,
+                       help="CPU threads for the transforms and the rANS substreams (default 0: all available)")
+        p.add_argument("--batch-size", type=int_in(1, 256), default=None,
+                       help="images of equal size transformed together (default: 4 on CUDA, 1 on the CPU)")
+        p.add_argument("--tile-mb", type=number_in(1, 2**20, or_zero=True), default=DEFAULT_BUDGET / 2**20,
                        help="memory budget (MiB) per activation tensor; larger images are processed in tiles (0: never tile)")
+        if name == "decompress":
+            p.add_argument("--max-pixels", type=int_in(1, MAX_PIXELS), default=DEFAULT_DECODE_PIXELS,
+                           help=f"refuse files declaring a larger image (default {DEFAULT_DECODE_PIXELS}; raise it for large files you trust)")
     p = sub.add_parser("info", help="print the header of .hific files")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
     return parser
@@ -265,13 +292,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands = {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _cmd_info}
     try:
         return commands[args.command](args)
-    except HificError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:  # e.g. CUDA out of memory: one line, not a traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {first}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug (no user_error line) keeps its traceback
+        line = user_error(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 1

@@ -6,7 +6,7 @@ import io
 import os
 import threading
 import warnings
-from typing import Callable, Optional, Union
+from typing import Callable, List, Optional, Union
 
 import numpy as np
 import torch
@@ -17,7 +17,9 @@ from .fileio import atomic_write_bytes
 from .limits import MAX_PIXELS, MAX_SIDE
 
 PathLike = Union[str, os.PathLike]
-_OWN_SIZE_CHECK = threading.Lock()
+# read_image changes process-wide state while it reads (Pillow's
+# decompression-bomb limit, the warnings filters): one read at a time.
+_PROCESS_STATE = threading.Lock()
 
 
 def _to_rgb8(img: Image.Image, name: str, notice: Optional[Callable[[str], None]]) -> np.ndarray:
@@ -61,25 +63,14 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
     if notice is None:
         notice = lambda msg: warnings.warn(msg, stacklevel=3)  # noqa: E731
     name = os.fspath(path)
+    notes: List[str] = []
     try:
-        with _OWN_SIZE_CHECK:
-            # Pillow's decompression-bomb limit is lifted only while the header is
-            # read: the size check right below replaces it with hific's own limit.
-            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                img = Image.open(name)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
-        with img:
-            w, h = img.size
-            if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
-                raise ImageReadError(
-                    f"{name}: image size {w}x{h} is outside the supported range "
-                    f"(at most {MAX_SIDE} px per side and {MAX_PIXELS // 1_000_000} megapixels)"
-                )
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb8(img, name, notice)
+        with _PROCESS_STATE, warnings.catch_warnings(record=True) as caught:
+            # Pillow warns on stderr (e.g. "Corrupt EXIF data"), where it would
+            # land inside a progress bar: its warnings become notices naming
+            # the file.
+            warnings.simplefilter("always")
+            rgb = _decode(name, notes.append)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -90,6 +81,28 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
         raise ImageReadError(f"{name}: not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{name}: cannot read image ({exc})") from None
+    for msg in [*(f"{name}: {str(w.message).strip()}" for w in caught), *notes]:
+        notice(msg)
+    return rgb
+
+
+def _decode(name: str, notice: Callable[[str], None]) -> np.ndarray:
+    # Pillow's decompression-bomb limit is lifted only while the header is
+    # read: the size check right below replaces it with hific's own limit.
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        img = Image.open(name)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    with img:
+        w, h = img.size
+        if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+            raise ImageReadError(
+                f"{name}: image size {w}x{h} is outside the supported range "
+                f"(at most {MAX_SIDE} px per side and {MAX_PIXELS // 1_000_000} megapixels)"
+            )
+        img.load()
+        return _to_rgb8(ImageOps.exif_transpose(img), name, notice)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from conftest import REPO
 from hific import checkpoint as ck
 from hific.coding import Codec
-from hific.config import config_from_dict, get_config
+from hific.config import config_from_dict
 from hific.errors import CheckpointError
 
 SHIPPED = REPO / "checkpoints" / "hific-small-lo-d5f4f9d0.pt"

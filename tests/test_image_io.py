@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import tracemalloc
+import warnings
 import zlib
 from pathlib import Path
 from typing import List
@@ -347,3 +348,16 @@ def test_write_png_respects_umask(tmp_path: Path, crop: np.ndarray) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "out.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_pillow_warnings_are_notices_naming_the_file(tmp_path: Path, crop: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "bad-exif.jpg"
+    Image.fromarray(crop).save(path, exif=exif.tobytes()[:20])  # cut inside the IFD
+    notes: List[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may reach the warnings machinery
+        rgb = read_image(path, notice=notes.append)
+    assert rgb.shape == crop.shape
+    assert len(notes) == 1 and notes[0].startswith(f"{path}: Corrupt EXIF data")
