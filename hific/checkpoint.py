@@ -42,7 +42,7 @@ from torch import nn
 
 from . import __version__
 from .checkpoint_checks import check_checkpoint, check_config, check_state
-from .config import HificConfig, config_from_dict, config_to_dict, get_config, list_presets
+from .config import HificConfig, config_to_dict, get_config, list_presets
 from .errors import CheckpointError, HificError, user_error
 from .fileio import atomic_path, atomic_write_bytes
 from .models import ConditionalDiscriminator, HificModel, build_discriminator, build_model
@@ -257,8 +257,14 @@ def discriminator_from_checkpoint(ckpt: Dict[str, Any]) -> Optional[ConditionalD
     """Rebuild the discriminator stored in a training checkpoint, if any."""
     if not ckpt.get("discriminator"):
         return None
-    d = build_discriminator(config_from_dict(ckpt["config"]))
-    d.load_state_dict(ckpt["discriminator"])
+    config = check_config(ckpt["config"], "checkpoint")
+    check_state(ckpt["discriminator"], "checkpoint", "discriminator")
+    d = build_discriminator(config)
+    try:
+        d.load_state_dict(ckpt["discriminator"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"discriminator weights do not match config '{config.name}': {first}") from None
     return d
 
 

@@ -174,3 +174,12 @@ def test_the_untouched_tables_code(tiny, tmp_path: Path, photo: np.ndarray) -> N
     model, digest = ck.load_model(_save(tmp_path, tiny))
     data = Codec(model, digest).compress(np.ascontiguousarray(photo[:32, :32]))
     assert Codec(model, digest).decompress(data).shape == (32, 32, 3)
+
+
+def test_discriminator_of_another_shape_is_a_checkpoint_error(tmp_path: Path) -> None:
+    ckpt = ck.load_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "t.pt"))
+    assert ck.discriminator_from_checkpoint(ckpt) is not None
+    key = next(iter(ckpt["discriminator"]))
+    ckpt["discriminator"][key] = torch.zeros(3)
+    with pytest.raises(CheckpointError, match="discriminator weights do not match"):
+        ck.discriminator_from_checkpoint(ckpt)
