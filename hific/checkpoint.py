@@ -43,7 +43,7 @@ from torch import nn
 from . import __version__
 from .checkpoint_checks import check_checkpoint, check_config, check_state
 from .config import HificConfig, config_to_dict, get_config, list_presets
-from .errors import CheckpointError, HificError, user_error
+from .errors import CheckpointError, HificError, run_command
 from .fileio import atomic_path, atomic_write_bytes
 from .models import ConditionalDiscriminator, HificModel, build_discriminator, build_model
 
@@ -419,7 +419,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = sub.add_parser("show", help="print what a checkpoint holds")
     p.add_argument("checkpoint")
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> int:
         if args.command == "init":
             if os.path.exists(args.output) and not args.force:
                 raise HificError(f"{args.output} exists; pass --force to overwrite it")
@@ -430,13 +431,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(average_checkpoints(args.checkpoints, args.output, half=args.half))
         else:
             _cmd_show(args)
-    except Exception as exc:  # noqa: BLE001 - a bug (no user_error line) keeps its traceback
-        line = user_error(exc)
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_command(command)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from .argtypes import int_in, number_in
 from .coding import Codec, unpack
 from .coding.container import SECTION_NAMES
 from .coding.tiling import DEFAULT_BUDGET
-from .errors import CheckpointError, HificError, user_error
+from .errors import CheckpointError, HificError, run_command, user_error
 from .fileio import atomic_write_bytes
 from .image_io import read_image, write_png
 from .limits import DEFAULT_DECODE_PIXELS, MAX_PIXELS
@@ -290,14 +290,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit status instead of exiting."""
     args = build_parser().parse_args(argv)
     commands = {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _cmd_info}
-    try:
-        return commands[args.command](args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - a bug (no user_error line) keeps its traceback
-        line = user_error(exc)
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 1
+    return run_command(lambda: commands[args.command](args))
