@@ -43,7 +43,7 @@ from . import __version__
 from ._compressai import EntropyBottleneck, GaussianConditional
 from .checkpoint_checks import check_checkpoint, check_config, check_state
 from .config import HificConfig, config_to_dict, get_config, list_presets
-from .errors import CheckpointError, HificError, first_line, user_error
+from .errors import CheckpointError, HificError, first_line, run_command
 from .fileio import PathLike, atomic_path, atomic_write_bytes
 from .models import HificModel, build_discriminator, build_model
 
@@ -249,6 +249,16 @@ def _adopt_state(config: HificConfig, state: Dict[str, torch.Tensor]) -> HificMo
     return model
 
 
+def load_discriminator(disc: nn.Module, ckpt: Dict[str, Any], name: str = "checkpoint") -> None:
+    """Load a training checkpoint's discriminator weights into ``disc``;
+    weights of another shape or type are a :class:`CheckpointError`."""
+    check_state(ckpt["discriminator"], name, "discriminator")
+    try:
+        disc.load_state_dict(ckpt["discriminator"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{name}: discriminator weights do not match the config: {first_line(exc)}") from None
+
+
 def load_model(path: PathLike) -> Tuple[HificModel, str]:
     """Load a checkpoint file and return ``(model, digest)``."""
     return model_from_checkpoint(load_checkpoint(path), os.fspath(path))
@@ -400,7 +410,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = sub.add_parser("show", help="print what a checkpoint holds")
     p.add_argument("checkpoint")
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> int:
         if args.command == "init":
             if os.path.exists(args.output) and not args.force:
                 raise HificError(f"{args.output} exists; pass --force to overwrite it")
@@ -411,13 +422,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(average_checkpoints(args.checkpoints, args.output, half=args.half))
         else:
             _cmd_show(args)
-    except Exception as exc:
-        line = user_error(exc)
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_command(command)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import glob
-import math
 import os
-import re
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
@@ -43,10 +42,11 @@ from typing import (
 )
 
 from . import __version__
+from .argtypes import byte_size, int_in, number_in, positive_number, unit_interval
 from .coding.container import QUALITY_CODES, SECTION_NAMES, unpack
-from .errors import HificError, first_line
+from .errors import CheckpointError, HificError, run_command, user_error
 from .fileio import atomic_write_bytes
-from .limits import DEFAULT_BUDGET, IMAGE_EXTENSIONS
+from .limits import DEFAULT_BUDGET, DEFAULT_DECODE_PIXELS, IMAGE_EXTENSIONS, MAX_PIXELS
 
 if TYPE_CHECKING:
     from .coding.codec import Codec
@@ -104,7 +104,13 @@ def _plan(
 def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
     """Create output folders only once the run is known to go ahead."""
     for parent in sorted({dst.parent for _, dst in pairs}):
-        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise HificError(f"{parent}: cannot create the output folder: a file of that name is in the way") from None
+        except OSError as exc:
+            where = os.fsdecode(exc.filename) if exc.filename is not None else str(parent)
+            raise HificError(f"{where}: cannot create the output folder ({exc.strerror or exc})") from None
 
 
 def _load_codec(args: argparse.Namespace) -> Codec:
@@ -119,18 +125,27 @@ def _load_codec(args: argparse.Namespace) -> Codec:
     shipped = args.quality if isinstance(args.quality, str) else "lo"
     path = args.checkpoint or default_checkpoint(shipped, notice=lambda m: print(f"note: {m}", file=sys.stderr))
     model, digest = load_model(path)
-    codec = Codec(
-        model, digest, device=args.device, precision=args.precision, compile=args.compile,
-        threads=args.threads, tile_budget=int(args.tile_mb * 2**20),
-    )
+    try:
+        codec = Codec(
+            model, digest, device=args.device, precision=args.precision, compile=args.compile,
+            threads=args.threads, tile_budget=int(args.tile_mb * 2**20),
+            max_pixels=getattr(args, "max_pixels", DEFAULT_DECODE_PIXELS),
+        )
+    except CheckpointError as exc:  # e.g. inconsistent CDF tables: name the file
+        raise CheckpointError(f"{path}: {exc}") from None
     codec.batch_size = args.batch_size or (4 if codec.device.type == "cuda" else 1)
     return codec
 
 
-def _report(exc: BaseException) -> str:
-    if isinstance(exc, OSError):  # e.g. an unwritable output folder
-        return f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}"
-    return f"error: {exc}"
+def _file_error(src: Path, exc: BaseException) -> str:
+    """The error line(s) for one input that failed; a bug keeps its traceback."""
+    line = user_error(exc)
+    if line is None:
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+        return f"error: {src}: internal error (a bug in hific; please report it):\n{trace}"
+    if (isinstance(exc, OSError) and exc.filename is not None) or str(src) in line:
+        return f"error: {line}"  # it names the path at fault itself
+    return f"error: {src}: {line}"
 
 
 class _NoBar:
@@ -169,9 +184,9 @@ def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc
     for src, dst in bar:
         try:
             tqdm.write(work(src, dst), file=sys.stdout)
-        except (HificError, OSError) as exc:
+        except Exception as exc:
             failures += 1
-            tqdm.write(_report(exc), file=sys.stderr)
+            tqdm.write(_file_error(src, exc), file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -189,18 +204,17 @@ def _run_pipeline(
             if isinstance(result, Exception):
                 raise result
             tqdm.write(finish(src, dst, result, now - last), file=sys.stdout)
-        except (HificError, ValueError, OSError) as exc:
+        except Exception as exc:
             failures += 1
-            message = _report(exc)
-            if str(src) not in message:
-                message = message.replace("error: ", f"error: {src}: ", 1)
-            tqdm.write(message, file=sys.stderr)
+            tqdm.write(_file_error(src, exc), file=sys.stderr)
+        del result  # a failure's traceback can hold a whole image's tensors
         last = time.perf_counter()
         bar.update(1)
     bar.close()
     if len(pairs) > 1:
         total = time.perf_counter() - start
-        print(f"{desc}: {len(pairs) - failures} of {len(pairs)} files in {total:.2f} s", file=sys.stderr)
+        failed = f"; {failures} failed" if failures else ""
+        print(f"{desc}: {len(pairs) - failures} of {len(pairs)} files in {total:.2f} s{failed}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -217,10 +231,11 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         for src, dst in pairs:
             try:
                 rgb = read_image(src, notice=lambda msg: tqdm.write(f"note: {msg}", file=sys.stderr))
-                sizes[dst] = rgb.shape[:2]
-                yield rgb
-            except HificError as exc:
+            except Exception as exc:
                 yield exc
+                continue
+            sizes[dst] = rgb.shape[:2]
+            yield rgb
 
     request = _rate_request(args, codec)
 
@@ -228,6 +243,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         assert isinstance(data, bytes)
         atomic_write_bytes(dst, data)
         h, w = sizes[dst]
+        if h * w > DEFAULT_DECODE_PIXELS:
+            tqdm.write(f"note: {dst}: {w}x{h} is over the default decode limit; decompress it with --max-pixels {h * w}", file=sys.stderr)
         size = dst.stat().st_size
         timing = f", {seconds:.2f} s" if len(pairs) == 1 else ""
         code = unpack(data).quality
@@ -258,9 +275,11 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     def files() -> Iterator[object]:
         for src, _ in pairs:
             try:
-                yield _read_hific(src)
-            except HificError as exc:
+                data = _read_hific(src)
+            except Exception as exc:
                 yield exc
+                continue
+            yield data
 
     def finish(src: Path, dst: Path, rgb: object, seconds: float) -> str:
         assert isinstance(rgb, np.ndarray)
@@ -297,47 +316,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 QUALITY_NAMES = ("lo", "mi", "hi")
-_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
-
-
-def _unit_interval(what: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number in [0, 1], got {text!r}") from None
-        if not 0.0 <= value <= 1.0:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{what} must be in [0, 1], got {text!r}")
-        return value
-
-    return parse
 
 
 def _quality(text: str) -> Union[str, float]:
     """``lo``/``mi``/``hi`` (a shipped model, or a quality of a variable-rate one) or a number in [0, 1]."""
-    return text if text in QUALITY_NAMES else _unit_interval("--quality (lo, mi, hi or)")(text)
-
-
-def _bpp(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"--bpp must be a number > 0, got {text!r}")
-    return value
-
-
-def _size(text: str) -> int:
-    """``12000``, ``12000B``, ``12KB`` (1000 bytes), ``12KiB`` (1024), ``1.5MB`` ... -> bytes."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
-    unit = _SIZE_UNITS.get(match.group(2).lower() or "b") if match else None
-    if unit is None:
-        raise argparse.ArgumentTypeError(f"--size must be a number of bytes with an optional unit (B, KB, KiB, MB, MiB), got {text!r}")
-    value = int(float(match.group(1)) * unit)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--size must be at least 1 byte, got {text!r}")
-    return value
+    return text if text in QUALITY_NAMES else unit_interval("--quality (lo, mi, hi or)")(text)
 
 
 def _rate_request(args: argparse.Namespace, codec: Codec) -> Dict[str, Any]:
@@ -382,14 +365,14 @@ def build_parser(prog: str = "compress.py", tools: Optional[Mapping[str, str]] =
             rate.add_argument("--quality", default="lo", type=_quality, metavar="Q",
                               help="lo, mi or hi (a shipped model; on a variable-rate model, its quality for that name), "
                                    "or a number in [0, 1]: the quality of a variable-rate model (rate rises with it)")
-            rate.add_argument("--bpp", type=_bpp, metavar="X",
+            rate.add_argument("--bpp", type=positive_number("--bpp"), metavar="X",
                               help="variable-rate models: per image, the largest quality whose file is at most X bpp")
-            rate.add_argument("--size", type=_size, metavar="N[KB]",
+            rate.add_argument("--size", type=byte_size("--size"), metavar="N[KB]",
                               help="variable-rate models: per image, the largest quality whose file is at most N bytes "
                                    "(units B, KB=1000, KiB=1024, MB, MiB); a target below the model's smallest file is an error")
         else:
             p.add_argument("--quality", default="lo", choices=QUALITY_NAMES, help="shipped model to use without --checkpoint")
-            p.add_argument("--realism", type=_unit_interval("--realism"), metavar="R",
+            p.add_argument("--realism", type=unit_interval("--realism"), metavar="R",
                            help="realism-conditioned models: 0 is the low-distortion end (highest PSNR), "
                                 "1 (the default) the realistic HiFiC end; the file does not depend on it")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the transforms run")
@@ -397,10 +380,15 @@ def build_parser(prog: str = "compress.py", tools: Optional[Mapping[str, str]] =
         p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                        help="transform precision (auto: bf16 on CUDA, fp32 on the CPU); the stream never depends on it")
         p.add_argument("--compile", action="store_true", help="torch.compile the generator (pays off on long GPU runs)")
-        p.add_argument("--threads", type=int, default=0, help="CPU threads for the transforms and the rANS substreams (default: all available)")
-        p.add_argument("--batch-size", type=int, default=0, help="images of equal size transformed together (default: 4 on CUDA, 1 on the CPU)")
-        p.add_argument("--tile-mb", type=float, default=DEFAULT_BUDGET / 2**20,
+        p.add_argument("--threads", type=int_in(0, 256), default=0,
+                       help="CPU threads for the transforms and the rANS substreams (default 0: all available)")
+        p.add_argument("--batch-size", type=int_in(1, 256), default=None,
+                       help="images of equal size transformed together (default: 4 on CUDA, 1 on the CPU)")
+        p.add_argument("--tile-mb", type=number_in(1, 2**20, or_zero=True), default=DEFAULT_BUDGET / 2**20,
                        help="memory budget (MiB) per activation tensor; larger images are processed in tiles (0: never tile)")
+        if name == "decompress":
+            p.add_argument("--max-pixels", type=int_in(1, MAX_PIXELS), default=DEFAULT_DECODE_PIXELS,
+                           help=f"refuse files declaring a larger image (default {DEFAULT_DECODE_PIXELS}; raise it for large files you trust)")
     p = sub.add_parser("info", help="print the header of .hific files")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
     for name, help_text in (tools or {}).items():
@@ -413,14 +401,4 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "compress.py",
     """Entry point; returns the exit status instead of exiting (``prog``, ``tools``: see :func:`build_parser`)."""
     args = build_parser(prog, tools).parse_args(argv)
     commands = {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _cmd_info}
-    try:
-        return commands[args.command](args)
-    except HificError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:  # e.g. CUDA out of memory: one line, not a traceback
-        print(f"error: {first_line(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: commands[args.command](args))

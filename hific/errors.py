@@ -7,7 +7,7 @@ command-line tools can turn them into one clear line and a non-zero exit
 
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 
 class HificError(Exception):
@@ -67,3 +67,20 @@ def user_error(exc: BaseException) -> Optional[str]:
     if isinstance(exc, getattr(torch, "AcceleratorError", ())):
         return first_line(exc)
     return None
+
+
+def run_command(command: Callable[[], int]) -> int:
+    """Run a command-line tool's command and return its exit status: an
+    expected error (:func:`user_error`) prints one ``error:`` line and gives
+    1, an interrupt gives 130, and a bug propagates with its traceback."""
+    try:
+        return command()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        line = user_error(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 1

@@ -23,22 +23,33 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success move it onto ``path``.
 
     If the body raises, the temp file is removed and ``path`` is untouched,
-    so a failed run never leaves a half-written file.
+    so a failed run never leaves a half-written file. An ``OSError`` (no
+    permission, a full disk, ...) names ``path``, not the temp file.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    # mkstemp creates 0600; give the result the permissions a plain open() would.
-    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _about(exc, path) from exc
+    os.close(fd)
+    try:
+        # mkstemp creates 0600; give the result the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (tmp, None):
+            raise _about(exc, path) from exc
         raise
+
+
+def _about(exc: OSError, path: Path) -> OSError:
+    """The same error (its errno picks the subclass), naming ``path``."""
+    return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

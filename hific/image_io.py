@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -15,7 +16,9 @@ from .errors import ImageReadError
 from .fileio import PathLike, atomic_write_bytes
 from .limits import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_SIDE, size_supported  # noqa: F401 (IMAGE_EXTENSIONS re-exported)
 
-"""File extensions of the images hific reads: compressed, evaluated and trained on."""
+# read_image turns Pillow's warnings into notices with catch_warnings, which
+# swaps the process-wide warnings filters while it reads: one read at a time.
+_WARNINGS_STATE = threading.Lock()
 
 
 def _to_rgb8(img: Image.Image, name: str, notice: Optional[Callable[[str], None]]) -> np.ndarray:
@@ -62,17 +65,14 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
     if notice is None:
         notice = lambda msg: warnings.warn(msg, stacklevel=3)  # noqa: E731
     name = os.fspath(path)
+    notes: List[str] = []
     try:
-        try:
-            img = Image.open(name)  # lazy: reads the header only
-        except Image.DecompressionBombError as exc:
-            raise _too_large(name, _header_size(name), exc) from None
-        with img:
-            if not size_supported(*img.size):
-                raise _too_large(name, img.size)
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb8(img, name, notice)
+        with _WARNINGS_STATE, warnings.catch_warnings(record=True) as caught:
+            # Pillow warns on stderr (e.g. "Corrupt EXIF data"), where it would
+            # land inside a progress bar: its warnings become notices naming
+            # the file.
+            warnings.simplefilter("always")
+            rgb = _decode(name, notes.append)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -83,6 +83,21 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
         raise ImageReadError(f"{name}: not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"{name}: cannot read image ({exc})") from None
+    for msg in [*(f"{name}: {str(w.message).strip()}" for w in caught), *notes]:
+        notice(msg)
+    return rgb
+
+
+def _decode(name: str, notice: Callable[[str], None]) -> np.ndarray:
+    try:
+        img = Image.open(name)  # lazy: reads the header only
+    except Image.DecompressionBombError as exc:
+        raise _too_large(name, _header_size(name), exc) from None
+    with img:
+        if not size_supported(*img.size):
+            raise _too_large(name, img.size)
+        img.load()
+        return _to_rgb8(ImageOps.exif_transpose(img), name, notice)
 
 
 def _too_large(name: str, size: Optional[Tuple[int, int]], pillow: Optional[Exception] = None) -> ImageReadError:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, replace
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from hific.coding import unpack
 from hific.coding.container import SECTION_Y, SECTION_Z, unpack_substreams
+from hific.coding.entropy import band_bounds, substream_count
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,18 @@ def table(streams: List[bytes], count: Optional[int] = None, lengths: Optional[L
     n = len(streams) if count is None else count
     sizes = [len(s) for s in streams] if lengths is None else lengths
     return struct.pack(">H", n & 0xFFFF) + b"".join(struct.pack(">I", v & 0xFFFFFFFF) for v in sizes) + b"".join(streams)
+
+
+def garbage_file(
+    raw: Raw, height: int, width: int, stream: Callable[[int], bytes] = lambda symbols: bytes(8), channels: Tuple[int, int] = (8, 8)
+) -> bytes:
+    """``raw``'s header with another size and exactly the layout the encoder
+    writes for it (so every layout check passes), each stream being
+    ``stream(symbols)``: the most a file can make a decoder do for its size.
+    ``channels`` are the model's (z, y) channel counts (hific-tiny's by default)."""
+    hz, wz = -(-height // 64), -(-width // 64)
+    cz, cy = channels
+    bands = band_bounds(4 * hz, substream_count((1, cy, 4 * hz, 4 * wz)))
+    ys = [stream(cy * (r1 - r0) * 4 * wz) for r0, r1 in bands]
+    y = table(ys) if raw.version >= 2 else ys[0]
+    return replace(raw, height=height, width=width, sections=((SECTION_Z, stream(cz * hz * wz)), (SECTION_Y, y))).file()

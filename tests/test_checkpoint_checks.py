@@ -17,6 +17,7 @@ from hific import checkpoint as ck
 from hific.coding import Codec
 from hific.config import config_from_dict
 from hific.errors import CheckpointError
+from hific.models import build_discriminator
 
 SHIPPED = REPO / "checkpoints" / "hific-small-lo-d5f4f9d0.pt"
 
@@ -174,3 +175,16 @@ def test_the_untouched_tables_code(tiny, tmp_path: Path, photo: np.ndarray) -> N
     model, digest = ck.load_model(_save(tmp_path, tiny))
     data = Codec(model, digest).compress(np.ascontiguousarray(photo[:32, :32]))
     assert Codec(model, digest).decompress(data).shape == (32, 32, 3)
+
+
+def test_discriminator_of_another_shape_is_a_checkpoint_error(tmp_path: Path) -> None:
+    ckpt = ck.load_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "t.pt"))
+    disc = build_discriminator(ck.check_config(ckpt["config"], "t.pt"))
+    ck.load_discriminator(disc, ckpt)
+    key = next(iter(ckpt["discriminator"]))
+    ckpt["discriminator"][key] = torch.zeros(3)
+    with pytest.raises(CheckpointError, match="discriminator weights do not match"):
+        ck.load_discriminator(disc, ckpt)
+    ckpt["discriminator"][key] = 3
+    with pytest.raises(CheckpointError):
+        ck.load_discriminator(disc, ckpt)

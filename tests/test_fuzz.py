@@ -21,13 +21,12 @@ from typing import Callable, Dict, List
 import fuzz_targets
 import numpy as np
 import pytest
-from hific_edit import Raw, repair, table, with_crc, with_y, y_streams
+from hific_edit import Raw, garbage_file, repair, table, with_crc, with_y, y_streams
 from sandbox import run_cases, summary
 
 from hific.checkpoint import init_checkpoint, load_model
 from hific.coding import Codec, entropy, unpack
 from hific.coding.container import SECTION_Y, SECTION_Z
-from hific.coding.entropy import band_bounds, substream_count
 
 SUBSTREAM_SYMBOLS = 512
 SEED = 20261202
@@ -162,21 +161,17 @@ def garbage_streams(rng: random.Random, files: Dict[str, bytes]) -> List[bytes]:
     """The exact layout the encoder writes for a declared size (so every
     check passes) with streams of garbage: the most a file can make the
     decoder do for its size."""
+    styles: Dict[str, Callable[[int], bytes]] = {
+        "zeros": lambda n: bytes(8),
+        "ones": lambda n: b"\xff" * 8,
+        "random": lambda n: rng.randbytes(8 + 4 * rng.randrange(64)),
+        "longest": lambda n: rng.randbytes(8 + 8 * min(n, 512)),
+    }
     out = []
     for key in ("70x90", "70x90-vr"):
         raw = Raw.of(files[key])
         for h, w in ((1, 1), (64, 64), (65, 129), (300, 200), (333, 1000), (1024, 1024), (2048, 512), (16, 4096)):
-            hz, wz = -(-h // 64), -(-w // 64)
-            y_shape = (1, 8, 4 * hz, 4 * wz)
-            bands = band_bounds(4 * hz, substream_count(y_shape))
-            for style in ("zeros", "ones", "random", "longest"):
-                def stream(symbols: int, style: str = style) -> bytes:
-                    n = {"zeros": 8, "ones": 8, "random": 8 + 4 * rng.randrange(64)}.get(style, 8 + 8 * min(symbols, 512))
-                    fill = {"zeros": b"\x00", "ones": b"\xff"}.get(style)
-                    return fill * n if fill else rng.randbytes(n)
-                z = stream(8 * hz * wz)
-                ys = [stream(8 * (r1 - r0) * 4 * wz) for r0, r1 in bands]
-                out.append(replace(raw, height=h, width=w, sections=((SECTION_Z, z), (SECTION_Y, table(ys)))).file())
+            out += [garbage_file(raw, h, w, stream) for stream in styles.values()]
     return out
 
 

@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import tracemalloc
+import warnings
 import zlib
 from pathlib import Path
 from typing import List
@@ -288,8 +289,9 @@ def test_pillow_limit_is_the_hosts_and_left_alone(
         read_image(path)
     assert Image.MAX_IMAGE_PIXELS == 1000
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # over the limit but not 2x: Pillow only warns
-    with pytest.warns(Image.DecompressionBombWarning):
-        np.testing.assert_array_equal(read_image(path), crop)
+    notes: List[str] = []
+    np.testing.assert_array_equal(read_image(path, notice=notes.append), crop)
+    assert len(notes) == 1 and notes[0].startswith(f"{path}: ") and "decompression bomb" in notes[0]
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # a host that lifted it: hific's own limit still holds
     np.testing.assert_array_equal(read_image(path), crop)
     path.write_bytes(_hand_made_png(40000, 40000))
@@ -367,3 +369,16 @@ def test_write_png_respects_umask(tmp_path: Path, crop: np.ndarray) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "out.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_pillow_warnings_are_notices_naming_the_file(tmp_path: Path, crop: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "bad-exif.jpg"
+    Image.fromarray(crop).save(path, exif=exif.tobytes()[:20])  # cut inside the IFD
+    notes: List[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may reach the warnings machinery
+        rgb = read_image(path, notice=notes.append)
+    assert rgb.shape == crop.shape
+    assert len(notes) == 1 and notes[0].startswith(f"{path}: Corrupt EXIF data")

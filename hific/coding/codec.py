@@ -334,9 +334,10 @@ class Codec:
         target_bytes: Optional[int] = None,
         target_bpp: Optional[float] = None,
     ) -> Iterator[Union[bytes, Exception]]:
-        """Compress images in order, yielding each file's bytes (or the
-        ``HificError``/``ValueError`` for that image; an exception given in
-        place of an image is passed through).
+        """Compress images in order, yielding each file's bytes, or the
+        exception that image failed with (anything raised for it, out of
+        memory included: the next images still go ahead). An exception given
+        in place of an image is passed through.
 
         Consecutive images of equal size go through E together (up to
         ``batch_size``), and the rANS coding of one batch runs in a background
@@ -348,16 +349,22 @@ class Codec:
         for batch in _batches(images, self._as_tensor, self.batch_size):
             results: List[Union[Future, Exception]] = []
             good = [x for x in batch if isinstance(x, Tensor)]
-            if good:
-                ys, zs = self._analyse(torch.cat(good))
+            try:
+                ys, zs = self._analyse(torch.cat(good)) if good else (None, None)
+            except Exception as exc:
+                batch = [exc if isinstance(x, Tensor) else x for x in batch]
             k = 0
             for item in batch:
                 if isinstance(item, Exception):
                     results.append(item)
                     continue
-                finish = self._code_z(ys[k : k + 1], zs[k : k + 1], *item.shape[-2:], request)
-                results.append(self._pool().submit(_in_inference_mode(finish)))
                 k += 1
+                try:
+                    finish = self._code_z(ys[k - 1 : k], zs[k - 1 : k], *item.shape[-2:], request)
+                except Exception as exc:
+                    results.append(exc)
+                    continue
+                results.append(self._pool().submit(_in_inference_mode(finish)))
             pending.append(results)
             if len(pending) > 1:
                 yield from _resolve(pending.popleft())
@@ -441,8 +448,10 @@ class Codec:
     def decompress_many(
         self, files: Iterable[Union[bytes, Exception]], realism: Optional[float] = None
     ) -> Iterator[Union[np.ndarray, Exception]]:
-        """Decode files in order, yielding each image (or the ``HificError``
-        for that file; an exception given in place of a file is passed through).
+        """Decode files in order, yielding each image, or the exception that
+        file failed with (anything raised for it, out of memory included: the
+        next files still go ahead). An exception given in place of a file is
+        passed through.
 
         The rANS decoding of the next batch runs in a background thread while
         the current one is synthesised; consecutive files of equal size are
@@ -471,10 +480,13 @@ class Codec:
                 continue
             try:
                 done.append((item[0], item[1].result()))
-            except HificError as exc:
+            except Exception as exc:
                 done.append(exc)
         good = [d for d in done if not isinstance(d, Exception)]
-        images = iter(self._synthesize(torch.cat([y for _, y in good]), [f for f, _ in good], realism) if good else [])
+        try:
+            images = iter(self._synthesize(torch.cat([y for _, y in good]), [f for f, _ in good], realism) if good else [])
+        except Exception as exc:
+            done = [exc if not isinstance(d, Exception) else d for d in done]
         for d in done:
             yield d if isinstance(d, Exception) else next(images)
 
@@ -498,8 +510,8 @@ class Codec:
 
 def _batches(items: Iterable, prepare: Callable, size: int, key: Callable = lambda x: tuple(x.shape)) -> Iterator[List]:
     """Prepare items one by one and group consecutive ones with equal
-    ``key`` into lists of at most ``size``; a failed item (HificError or
-    ValueError) is passed on as the exception, in its place."""
+    ``key`` into lists of at most ``size``; an item whose preparation fails
+    is passed on as the exception, in its place."""
     batch: List = []
     batch_key = None
     for raw in items:
@@ -508,7 +520,7 @@ def _batches(items: Iterable, prepare: Callable, size: int, key: Callable = lamb
             continue
         try:
             item = prepare(raw)
-        except (HificError, ValueError) as exc:
+        except Exception as exc:
             batch.append(exc)
             continue
         k = key(item)
@@ -529,5 +541,5 @@ def _resolve(results: List[Union[Future, Exception]]) -> Iterator[Union[bytes, E
         else:
             try:
                 yield r.result()
-            except (HificError, ValueError) as exc:
+            except Exception as exc:
                 yield exc

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from ..checkpoint import make_checkpoint, save_checkpoint
+from ..checkpoint import load_discriminator, make_checkpoint, save_checkpoint
 from ..config import HificConfig
 from ..data import ImageFolder, build_loader, cycle, find_images
 from ..losses import (
@@ -113,7 +113,7 @@ class Trainer:
                 self.model.load_state_dict(start["model"])
             self.step = self.stage_start = int(start["step"])
             if resuming and self.disc is not None and start.get("discriminator"):
-                self.disc.load_state_dict(start["discriminator"])
+                load_discriminator(self.disc, start, opts.resume)
         if opts.channels_last:
             self.model.to(memory_format=torch.channels_last)
             if self.disc is not None:
