@@ -264,7 +264,7 @@ def load_model(path: PathLike) -> Tuple[HificModel, str]:
     return model_from_checkpoint(load_checkpoint(path), os.fspath(path))
 
 
-def export_checkpoint(src: PathLike, out_dir: PathLike, *, half: bool = False) -> Path:
+def export_checkpoint(src: PathLike, out_dir: PathLike, *, half: bool = False, ema: bool = False) -> Path:
     """Write an inference checkpoint into ``out_dir``.
 
     The entropy models' CDF tables are computed and stored, the discriminator
@@ -275,9 +275,23 @@ def export_checkpoint(src: PathLike, out_dir: PathLike, *, half: bool = False) -
         src: A training (or inference) checkpoint.
         out_dir: Destination folder, created if needed.
         half: Store floating-point weights as float16 (they load as float32).
+        ema: Export the run's moving average of the weights (``train.py
+            --ema``; what its validation scores) instead of the raw weights.
     """
     ckpt = load_checkpoint(src)
-    model, _ = model_from_checkpoint(ckpt, os.fspath(src))
+    name = os.fspath(src)
+    model, _ = model_from_checkpoint(ckpt, name)
+    if ema:
+        shadow = (ckpt.get("training_state") or {}).get("ema")
+        if not isinstance(shadow, dict):
+            raise CheckpointError(f"{name}: no moving average of the weights (train with --ema)")
+        params = dict(model.named_parameters())
+        if set(shadow) != set(params) or any(not isinstance(v, torch.Tensor) or v.shape != params[k].shape
+                                             for k, v in shadow.items()):
+            raise CheckpointError(f"{name}: the moving average does not match the model's parameters")
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(shadow[k])
     return _write_inference(model, ckpt.get("step", 0), out_dir, half=half)
 
 
@@ -403,6 +417,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("-o", "--output", default="checkpoints", help="output folder (default: checkpoints/)")
     p.add_argument("--half", action="store_true", help="store weights as float16")
+    p.add_argument("--ema", action="store_true", help="export the moving average of the weights (train.py --ema)")
     p = sub.add_parser("average", help="average the weights of several checkpoints of one run and export the result")
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("-o", "--output", default="checkpoints", help="output folder (default: checkpoints/)")
@@ -417,7 +432,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise HificError(f"{args.output} exists; pass --force to overwrite it")
             print(init_checkpoint(args.preset, args.output, args.seed))
         elif args.command == "export":
-            print(export_checkpoint(args.checkpoint, args.output, half=args.half))
+            print(export_checkpoint(args.checkpoint, args.output, half=args.half, ema=args.ema))
         elif args.command == "average":
             print(average_checkpoints(args.checkpoints, args.output, half=args.half))
         else:

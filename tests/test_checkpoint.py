@@ -152,6 +152,18 @@ def test_export_half_loads_as_float32(tmp_path) -> None:
     assert model.g_a.net[0].weight.dtype == torch.float32
 
 
+def test_export_ema_takes_the_moving_average(tmp_path) -> None:
+    model = build_model(get_config("hific-tiny"))
+    shadow = {k: p.detach() + 0.25 for k, p in model.named_parameters()}
+    src = ck.save_checkpoint(tmp_path / "run.pt", ck.make_checkpoint(model, step=7, training_state={"ema": shadow}))
+    raw = ck.load_checkpoint(ck.export_checkpoint(src, tmp_path / "raw"))["model"]
+    avg = ck.load_checkpoint(ck.export_checkpoint(src, tmp_path / "ema", ema=True))["model"]
+    key = "g_a.net.0.weight"
+    torch.testing.assert_close(avg[key], raw[key] + 0.25, rtol=0, atol=1e-6)
+    with pytest.raises(CheckpointError, match="no moving average"):
+        ck.export_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "plain.pt"), tmp_path / "x", ema=True)
+
+
 def test_average_is_the_mean_of_the_weights_and_codes(tmp_path, photo: np.ndarray) -> None:
     a = ck.init_checkpoint("hific-tiny", tmp_path / "a.pt", seed=1)
     b = ck.init_checkpoint("hific-tiny", tmp_path / "b.pt", seed=2)
