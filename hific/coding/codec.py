@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import (
@@ -60,6 +61,7 @@ from .tiling import DEFAULT_BUDGET, Tiler
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_TAKEN: weakref.WeakSet[HificModel] = weakref.WeakSet()  # models a Codec has taken over
 
 
 @contextlib.contextmanager
@@ -86,9 +88,12 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
 class Codec:
     """Compress and decompress images with one model.
 
-    The codec takes over ``model``: it switches it to eval mode, fills in the
-    entropy models' CDF tables if they are empty, and moves the transforms to
-    ``device`` (in ``channels_last``). Entropy parts stay on the CPU in float32.
+    The codec takes over ``model`` and changes it in place: eval mode,
+    float32, the entropy models' CDF tables filled in if empty, the
+    generator's ChannelNorm folded into the next convolution (``fold``), and
+    the transforms moved to ``device`` in ``channels_last``. The model is
+    the codec's from then on: a second Codec on it is refused (ValueError).
+    To keep using a model, give the codec ``copy.deepcopy(model)``.
 
     Args:
         model: A built model (trained or not).
@@ -126,6 +131,11 @@ class Codec:
         fold: bool = True,
         max_pixels: int = DEFAULT_DECODE_PIXELS,
     ) -> None:
+        if model in _TAKEN:
+            raise ValueError(
+                "this model already belongs to a Codec, which changed it in place for inference; "
+                "give each Codec its own model (load it again, or pass copy.deepcopy(model))"
+            )
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise HificError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -135,11 +145,12 @@ class Codec:
         self.batch_size = max(1, int(batch_size))
         self.max_pixels = max_pixels
         self.tile_budget = tile_budget
-        self.model = model.eval().float()
         self.preset = model.config.name
         self.digest = bytes.fromhex(model_digest)[:8]
         if len(self.digest) != 8:
             raise ValueError("model_digest must have at least 16 hex digits")
+        _TAKEN.add(model)
+        self.model = model.eval().float()
         if model.entropy_bottleneck._offset.numel() == 0 or model.gaussian_conditional._offset.numel() == 0:
             model.update(force=True)
         if fold:
