@@ -243,7 +243,7 @@ def _radius(box: tuple[int, int, int, int], lo: int, hi: int) -> int:
 def test_receptive_radius_matches_the_true_dependency_radius(preset: str) -> None:
     torch.manual_seed(0)
     model = build_model(get_config(preset)).double().eval()
-    tiler = Tiler(model.g_a, model.g_s, 16)
+    tiler = Tiler(model.g_a, model.g_s, model.config.model.latent_stride)
     g = model.g_s
     assert tiler.trunk_halo == receptive_radius(nn.Sequential(g.head, g.trunk))
     assert tiler.up_halo >= receptive_radius(nn.Sequential(g.up, g.tail))

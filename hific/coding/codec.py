@@ -170,7 +170,7 @@ class Codec:
         self._g_s: Callable[[Tensor], Tensor] = model.g_s
         if compile:
             self._g_s = torch.compile(model.g_s)
-        self.tiler = Tiler(model.g_a, model.g_s, model.stride // 4, tile_budget or 1 << 62)
+        self.tiler = Tiler(model.g_a, model.g_s, model.config.model.latent_stride, tile_budget or 1 << 62)
         self._pipeline: Optional[ThreadPoolExecutor] = None
 
     @property
@@ -245,10 +245,14 @@ class Codec:
             return self._h_s_mean(z_hat), self._h_s_scale(z_hat)
 
     def _latent_shapes(self, height: int, width: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """Shapes of z and y for an image of this size, padded as in :meth:`_analyse`."""
         cfg = self.model.config.model
-        hz = math.ceil(height / cfg.stride)
-        wz = math.ceil(width / cfg.stride)
-        return (1, cfg.hyper_latent_channels, hz, wz), (1, cfg.latent_channels, 4 * hz, 4 * wz)
+        s = cfg.hyper_latent_stride
+        h, w = math.ceil(height / s) * s, math.ceil(width / s) * s
+        return (
+            (1, cfg.hyper_latent_channels, h // s, w // s),
+            (1, cfg.latent_channels, h // cfg.latent_stride, w // cfg.latent_stride),
+        )
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._pipeline is None:
@@ -274,8 +278,9 @@ class Codec:
 
     def _analyse(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """E and h_a for a batch [B, 3, H, W]; returns CPU float32 (y, z)."""
-        x_pad, _ = pad_to_multiple(x, self.model.stride)
-        rows, cols = (v // (self.model.stride // 4) for v in x_pad.shape[-2:])
+        cfg = self.model.config.model
+        x_pad, _ = pad_to_multiple(x, cfg.hyper_latent_stride)
+        rows, cols = (v // cfg.latent_stride for v in x_pad.shape[-2:])
         if self._tiled(rows, cols):
             y = torch.cat([self.tiler.analysis(x_pad[i : i + 1], self._run) for i in range(x.shape[0])])
         else:
