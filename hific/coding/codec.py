@@ -95,6 +95,25 @@ class Codec:
     the codec's from then on: a second Codec on it is refused (ValueError).
     To keep using a model, give the codec ``copy.deepcopy(model)``.
 
+    Where each step runs (``device`` and ``precision`` as chosen)::
+
+        compress
+          x ──pad──► g_a ──► y ──h_a──► z ──EB──► z_hat ──h_s──► (mu, sigma) ──GC──► y bytes
+                      │           │          │             │                    │
+                      device,     device,    CPU, rANS     CPU, float32,        CPU, rANS,
+                      precision   float32    (z bytes)     one thread           threads
+
+        decompress
+          z bytes ──EB──► z_hat ──h_s──► (mu, sigma) ──GC──► y_hat ──g_s(c)──► x_hat
+                     │             │                    │             │
+                     CPU, rANS     CPU, float32,        CPU, rANS,    device,
+                                   one thread           threads       precision
+
+    EB is the entropy bottleneck, GC the Gaussian conditional, which codes
+    ``round((y - mu) / step)`` in row-band substreams (``step`` is 1, or the
+    quality's, computed in float64 on the CPU). g_a and g_s run in
+    ``channels_last``, in tiles when the image needs more than ``tile_budget``.
+
     Args:
         model: A built model (trained or not).
         model_digest: Hex digest identifying the weights (see

@@ -62,12 +62,16 @@ class HificModel(LeanCompressionModel):
     two hyper-synthesis branches). The model never moves itself to a device
     and never logs; the codec in :mod:`hific.coding` drives compression.
 
-    Data flow (training and evaluation; the codec runs the same maths with
-    real rANS bytes, entropy parts on the CPU in float32)::
+    Data flow of :meth:`forward` (the codec runs the same maths with real
+    rANS bytes; :class:`hific.coding.Codec` shows where)::
 
         x ──g_a──► y ──h_a──► z ──round──► z_hat ──h_s──► (mu, sigma)
                    │                                        │
                    └── round((y - mu) / step) * step + mu ◄─┘ ──► y_hat ──g_s(c)──► x_hat
+
+        all of it:                       on the device of x
+        g_a, g_s:                        the caller's autocast dtype (training: bf16 on CUDA, or --cpu-bf16)
+        h_a, round, h_s, likelihoods:    float32, autocast off
 
     ``step`` is 1 for a single-rate model and :class:`QuantStep` (quality)
     for a variable-rate one, whose entropy model sees ``(y - mu) / step``
