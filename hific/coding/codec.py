@@ -19,7 +19,6 @@ the transforms of the next and batch images of equal size.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import weakref
 from collections import deque
@@ -175,13 +174,11 @@ class Codec:
         if fold:
             fold_for_inference(model)
         # The entropy parameters (both hyper-synthesis branches) and the
-        # entropy models stay on the CPU in float32; with an accelerator they
-        # are copied so the transforms can move. The scales pick the CDFs and
-        # the means define y_hat = symbol + mean, so computing both the same
-        # way everywhere makes the decoded latent bit-identical on any device.
-        parts = [model.h_s_mean, model.h_s_scale, model.entropy_bottleneck, model.gaussian_conditional]
-        if self.device.type != "cpu":
-            parts = [copy.deepcopy(m).cpu() for m in parts]
+        # entropy models stay on the CPU in float32, wherever the transforms
+        # go. The scales pick the CDFs and the means define y_hat = symbol +
+        # mean, so computing both the same way everywhere makes the decoded
+        # latent bit-identical on any device.
+        parts = [m.cpu() for m in (model.h_s_mean, model.h_s_scale, model.entropy_bottleneck, model.gaussian_conditional)]
         for transform in (model.g_a, model.h_a, model.g_s):
             transform.to(self.device, memory_format=torch.channels_last)
         self._h_s_mean, self._h_s_scale, bottleneck, conditional = parts
