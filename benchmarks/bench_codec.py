@@ -67,7 +67,6 @@ Columns:
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -266,7 +265,7 @@ def bench(
     height, width = image.shape[:2]
     big = height * width > BIG_PIXELS
     runs = max(1, args.big_runs if big else args.runs)
-    rows, cols = math.ceil(height / codec.model.stride) * 4, math.ceil(width / codec.model.stride) * 4
+    rows, cols = codec._latent_shapes(height, width)[1][-2:]
     tiled = codec._tiled(rows, cols)
     label = f"{preset} {width}x{height} {device}"
 

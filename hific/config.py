@@ -87,12 +87,12 @@ class ModelConfig:
 
     @property
     def latent_stride(self) -> int:
-        """Downsampling factor from the image to ``y``."""
+        """Downsampling factor from the image to ``y`` (E's four stride-2 convolutions)."""
         return 16
 
     @property
-    def stride(self) -> int:
-        """Downsampling factor from the image to ``z``; inputs are padded to it."""
+    def hyper_latent_stride(self) -> int:
+        """Downsampling factor from the image to ``z`` (two more in h_a); inputs are padded to it."""
         return 64
 
 

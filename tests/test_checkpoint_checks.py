@@ -172,9 +172,9 @@ def test_inconsistent_entropy_tables_are_refused_before_coding(tiny, tmp_path: P
 
 
 def test_the_untouched_tables_code(tiny, tmp_path: Path, photo: np.ndarray) -> None:
-    model, digest = ck.load_model(_save(tmp_path, tiny))
-    data = Codec(model, digest).compress(np.ascontiguousarray(photo[:32, :32]))
-    assert Codec(model, digest).decompress(data).shape == (32, 32, 3)
+    codec = Codec(*ck.load_model(_save(tmp_path, tiny)))
+    data = codec.compress(np.ascontiguousarray(photo[:32, :32]))
+    assert codec.decompress(data).shape == (32, 32, 3)
 
 
 def test_discriminator_of_another_shape_is_a_checkpoint_error(tmp_path: Path) -> None:

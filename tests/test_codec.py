@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -80,3 +82,13 @@ def test_other_checkpoint_is_refused(tiny_codec: Codec, photo: np.ndarray, tmp_p
 def test_codec_rejects_bad_tensor_shapes(tiny_codec: Codec) -> None:
     with pytest.raises(ValueError, match="one RGB image"):
         tiny_codec.compress(torch.zeros(2, 3, 8, 8))
+
+
+def test_a_codec_owns_its_model(tiny_ckpt) -> None:
+    """A Codec changes its model in place (eval mode, folded generator, device):
+    a second Codec on the same model is refused, a copy of it is not."""
+    model, digest = load_model(tiny_ckpt)
+    Codec(model, digest)
+    with pytest.raises(ValueError, match=r"already belongs to a Codec.*copy\.deepcopy"):
+        Codec(model, digest)
+    Codec(copy.deepcopy(model), digest)

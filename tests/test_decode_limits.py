@@ -137,14 +137,14 @@ def test_sections_must_be_z_then_y(tiny_codec: Codec, photo: np.ndarray, layout:
 
 
 def test_pixel_limit_is_checked_before_decoding(tiny_ckpt: Path, photo: np.ndarray) -> None:
-    model, digest = load_model(tiny_ckpt)
-    data = Codec(model, digest).compress(_crop(photo, 70, 90))
+    codec = Codec(*load_model(tiny_ckpt))
+    data = codec.compress(_crop(photo, 70, 90))
     assert Codec(*load_model(tiny_ckpt), max_pixels=70 * 90).decompress(data).shape == (70, 90, 3)
     strict = Codec(*load_model(tiny_ckpt), max_pixels=70 * 90 - 1)
     with pytest.raises(DecodeLimitError, match=r"90x70 image .*over the decode limit of 6,299 pixels"):
         strict.decompress(data)
     assert issubclass(DecodeLimitError, FormatError)
-    assert Codec(model, digest).max_pixels == DEFAULT_DECODE_PIXELS == 8192 * 8192
+    assert codec.max_pixels == DEFAULT_DECODE_PIXELS == 8192 * 8192
 
 
 # --------------------------------------------------------------------------- what the encoder refuses to code

@@ -194,8 +194,7 @@ def test_files_use_substream_count_of_the_latent_shape(
     tiny_ckpt, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(entropy, "SUBSTREAM_SYMBOLS", SMALL_SUBSTREAMS)
-    model, digest = load_model(tiny_ckpt)
-    one, four = Codec(model, digest, threads=1), Codec(model, digest, threads=4)
+    one, four = Codec(*load_model(tiny_ckpt), threads=1), Codec(*load_model(tiny_ckpt), threads=4)
     counts = []
     for seed in (0, 1):
         image = _image(256, 320, seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -117,7 +118,7 @@ def big(request: pytest.FixtureRequest) -> SimpleNamespace:
         model.g_s.tail.weight.mul_(0.25)
         model.g_s.tail.bias.mul_(0.25)
     digest = model_digest(model.config, model.state_dict())
-    untiled = Codec(model, digest, tile_budget=0)
+    untiled = Codec(copy.deepcopy(model), digest, tile_budget=0)  # a Codec takes over its model
     tiled = Codec(model, digest, tile_budget=SMALL_BUDGET)
     data = untiled.compress(image)
     reference = untiled.decompress(data)
@@ -242,7 +243,7 @@ def _radius(box: tuple[int, int, int, int], lo: int, hi: int) -> int:
 def test_receptive_radius_matches_the_true_dependency_radius(preset: str) -> None:
     torch.manual_seed(0)
     model = build_model(get_config(preset)).double().eval()
-    tiler = Tiler(model.g_a, model.g_s, 16)
+    tiler = Tiler(model.g_a, model.g_s, model.config.model.latent_stride)
     g = model.g_s
     assert tiler.trunk_halo == receptive_radius(nn.Sequential(g.head, g.trunk))
     assert tiler.up_halo >= receptive_radius(nn.Sequential(g.up, g.tail))
@@ -332,8 +333,7 @@ def _force_tiles(
 @pytest.fixture()
 def tiny_pair(tiny_ckpt) -> tuple[Codec, Codec]:
     """(untiled, tiny-budget) codecs over one hific-tiny model."""
-    model, digest = load_model(tiny_ckpt)
-    return Codec(model, digest, tile_budget=0), Codec(model, digest, tile_budget=1)
+    return Codec(*load_model(tiny_ckpt), tile_budget=0), Codec(*load_model(tiny_ckpt), tile_budget=1)
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (17, 5), (129, 200)])

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hific.checkpoint import load_checkpoint, model_from_checkpoint
+from hific.checkpoint import load_checkpoint, load_model, model_from_checkpoint
 from hific.config import get_config, override
 from hific.training import distributed as D
 from hific.training.cli import main
@@ -145,6 +145,23 @@ def test_perceptual_loss_refuses_random_backbone(data_dir: Path, tmp_path: Path,
 def test_stage2_without_init_is_refused(data_dir: Path, tmp_path: Path, capsys) -> None:
     rc = main(["--preset", "hific-tiny", "--data", str(data_dir), "--out", str(tmp_path / "r"), "--stage", "2"])
     assert rc == 1 and "--init" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # torch.compile on the CPU: minutes on a busy 2-core machine
+def test_compiled_run_saves_plain_keys_and_resumes_uncompiled(data_dir: Path, tmp_path: Path, capsys) -> None:
+    """--compile compiles E and G in place: the checkpoint (weights and EMA)
+    carries the model's own names, no ``_orig_mod.``, loads strictly into an
+    uncompiled model, and the run resumes without --compile."""
+    run = tmp_path / "run"
+    common = ["--data", str(data_dir), "--device", "cpu", "--workers", "0", "--perceptual", "none", "--no-progress",
+              "--ema", "0.9"]
+    assert main(["--preset", "hific-tiny", "--out", str(run), "--steps", "1", "--compile", *common]) == 0
+    ckpt = load_checkpoint(run / "last.pt")
+    names = [*ckpt["model"], *ckpt["training_state"]["ema"]]
+    assert names and not [k for k in names if "_orig_mod" in k]
+    load_model(run / "last.pt")  # strict
+    assert main(["--resume", str(run / "last.pt"), "--steps", "2", *common]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 2
 
 
 def _free_port() -> int:

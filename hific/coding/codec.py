@@ -19,8 +19,8 @@ the transforms of the next and batch images of equal size.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
+import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import (
@@ -60,6 +60,7 @@ from .tiling import DEFAULT_BUDGET, Tiler
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_TAKEN: weakref.WeakSet[HificModel] = weakref.WeakSet()  # models a Codec has taken over
 
 
 @contextlib.contextmanager
@@ -86,9 +87,31 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
 class Codec:
     """Compress and decompress images with one model.
 
-    The codec takes over ``model``: it switches it to eval mode, fills in the
-    entropy models' CDF tables if they are empty, and moves the transforms to
-    ``device`` (in ``channels_last``). Entropy parts stay on the CPU in float32.
+    The codec takes over ``model`` and changes it in place: eval mode,
+    float32, the entropy models' CDF tables filled in if empty, the
+    generator's ChannelNorm folded into the next convolution (``fold``), and
+    the transforms moved to ``device`` in ``channels_last``. The model is
+    the codec's from then on: a second Codec on it is refused (ValueError).
+    To keep using a model, give the codec ``copy.deepcopy(model)``.
+
+    Where each step runs (``device`` and ``precision`` as chosen)::
+
+        compress
+          x ──pad──► g_a ──► y ──h_a──► z ──EB──► z_hat ──h_s──► (mu, sigma) ──GC──► y bytes
+                      │           │          │             │                    │
+                      device,     device,    CPU, rANS     CPU, float32,        CPU, rANS,
+                      precision   float32    (z bytes)     one thread           threads
+
+        decompress
+          z bytes ──EB──► z_hat ──h_s──► (mu, sigma) ──GC──► y_hat ──g_s(c)──► x_hat
+                     │             │                    │             │
+                     CPU, rANS     CPU, float32,        CPU, rANS,    device,
+                                   one thread           threads       precision
+
+    EB is the entropy bottleneck, GC the Gaussian conditional, which codes
+    ``round((y - mu) / step)`` in row-band substreams (``step`` is 1, or the
+    quality's, computed in float64 on the CPU). g_a and g_s run in
+    ``channels_last``, in tiles when the image needs more than ``tile_budget``.
 
     Args:
         model: A built model (trained or not).
@@ -126,6 +149,11 @@ class Codec:
         fold: bool = True,
         max_pixels: int = DEFAULT_DECODE_PIXELS,
     ) -> None:
+        if model in _TAKEN:
+            raise ValueError(
+                "this model already belongs to a Codec, which changed it in place for inference; "
+                "give each Codec its own model (load it again, or pass copy.deepcopy(model))"
+            )
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise HificError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -135,23 +163,22 @@ class Codec:
         self.batch_size = max(1, int(batch_size))
         self.max_pixels = max_pixels
         self.tile_budget = tile_budget
-        self.model = model.eval().float()
         self.preset = model.config.name
         self.digest = bytes.fromhex(model_digest)[:8]
         if len(self.digest) != 8:
             raise ValueError("model_digest must have at least 16 hex digits")
+        _TAKEN.add(model)
+        self.model = model.eval().float()
         if model.entropy_bottleneck._offset.numel() == 0 or model.gaussian_conditional._offset.numel() == 0:
             model.update(force=True)
         if fold:
             fold_for_inference(model)
         # The entropy parameters (both hyper-synthesis branches) and the
-        # entropy models stay on the CPU in float32; with an accelerator they
-        # are copied so the transforms can move. The scales pick the CDFs and
-        # the means define y_hat = symbol + mean, so computing both the same
-        # way everywhere makes the decoded latent bit-identical on any device.
-        parts = [model.h_s_mean, model.h_s_scale, model.entropy_bottleneck, model.gaussian_conditional]
-        if self.device.type != "cpu":
-            parts = [copy.deepcopy(m).cpu() for m in parts]
+        # entropy models stay on the CPU in float32, wherever the transforms
+        # go. The scales pick the CDFs and the means define y_hat = symbol +
+        # mean, so computing both the same way everywhere makes the decoded
+        # latent bit-identical on any device.
+        parts = [m.cpu() for m in (model.h_s_mean, model.h_s_scale, model.entropy_bottleneck, model.gaussian_conditional)]
         for transform in (model.g_a, model.h_a, model.g_s):
             transform.to(self.device, memory_format=torch.channels_last)
         self._h_s_mean, self._h_s_scale, bottleneck, conditional = parts
@@ -159,7 +186,7 @@ class Codec:
         self._g_s: Callable[[Tensor], Tensor] = model.g_s
         if compile:
             self._g_s = torch.compile(model.g_s)
-        self.tiler = Tiler(model.g_a, model.g_s, model.stride // 4, tile_budget or 1 << 62)
+        self.tiler = Tiler(model.g_a, model.g_s, model.config.model.latent_stride, tile_budget or 1 << 62)
         self._pipeline: Optional[ThreadPoolExecutor] = None
 
     @property
@@ -234,10 +261,14 @@ class Codec:
             return self._h_s_mean(z_hat), self._h_s_scale(z_hat)
 
     def _latent_shapes(self, height: int, width: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """Shapes of z and y for an image of this size, padded as in :meth:`_analyse`."""
         cfg = self.model.config.model
-        hz = math.ceil(height / cfg.stride)
-        wz = math.ceil(width / cfg.stride)
-        return (1, cfg.hyper_latent_channels, hz, wz), (1, cfg.latent_channels, 4 * hz, 4 * wz)
+        s = cfg.hyper_latent_stride
+        h, w = math.ceil(height / s) * s, math.ceil(width / s) * s
+        return (
+            (1, cfg.hyper_latent_channels, h // s, w // s),
+            (1, cfg.latent_channels, h // cfg.latent_stride, w // cfg.latent_stride),
+        )
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._pipeline is None:
@@ -263,8 +294,9 @@ class Codec:
 
     def _analyse(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """E and h_a for a batch [B, 3, H, W]; returns CPU float32 (y, z)."""
-        x_pad, _ = pad_to_multiple(x, self.model.stride)
-        rows, cols = (v // (self.model.stride // 4) for v in x_pad.shape[-2:])
+        cfg = self.model.config.model
+        x_pad, _ = pad_to_multiple(x, cfg.hyper_latent_stride)
+        rows, cols = (v // cfg.latent_stride for v in x_pad.shape[-2:])
         if self._tiled(rows, cols):
             y = torch.cat([self.tiler.analysis(x_pad[i : i + 1], self._run) for i in range(x.shape[0])])
         else:

@@ -118,7 +118,7 @@ class Tiler:
     Args:
         encoder: The model's ``g_a``.
         generator: The model's ``g_s`` (``head``, ``trunk``, ``up``, ``tail``).
-        stride: Latent downsampling factor of E (16).
+        latent_stride: Downsampling factor of E (``ModelConfig.latent_stride``).
         budget_bytes: Largest float32 activation tensor one tile may need.
         map_budget: Bytes the latent-resolution feature map of the banded
             synthesis may take (default 1 GiB); beyond it synthesis runs
@@ -129,16 +129,16 @@ class Tiler:
         self,
         encoder: nn.Module,
         generator: nn.Module,
-        stride: int,
+        latent_stride: int,
         budget_bytes: int = DEFAULT_BUDGET,
         map_budget: int = 0,
     ) -> None:
         self.encoder = encoder
         self.generator = generator
-        self.stride = stride
+        self.latent_stride = latent_stride
         self.budget = budget_bytes
         self.map_budget = map_budget or DEFAULT_MAP_BUDGET
-        self.enc_halo = math.ceil(receptive_radius(encoder) / stride)
+        self.enc_halo = math.ceil(receptive_radius(encoder) / latent_stride)
         self.trunk_halo = math.ceil(receptive_radius(nn.Sequential(generator.head, generator.trunk)))
         self.up_halo = math.ceil(receptive_radius(nn.Sequential(generator.up, generator.tail)))
         convs = [m for m in encoder.modules() if isinstance(m, nn.Conv2d)]
@@ -152,7 +152,7 @@ class Tiler:
 
     def analysis_tile(self, rows: int, cols: int) -> Tuple[int, int]:
         """Latent tile shape for E on a latent grid of ``rows x cols``."""
-        per_latent_px = self.enc_channels * self.stride**2 * 4
+        per_latent_px = self.enc_channels * self.latent_stride**2 * 4
         return _tile_shape(rows, cols, self.enc_halo, self.budget // per_latent_px)
 
     def trunk_tile(self, rows: int, cols: int) -> Tuple[int, int]:
@@ -178,9 +178,9 @@ class Tiler:
     # -- transforms -----------------------------------------------------------
 
     def analysis(self, x: Tensor, run: Run, tile: Tuple[int, int] = (0, 0)) -> Tensor:
-        """y = E(x) for a padded image ``x`` [1, 3, H, W] (H, W multiples of the
-        stride), tile by tile; returns CPU float32."""
-        s = self.stride
+        """y = E(x) for a padded image ``x`` [1, 3, H, W] (H, W multiples of
+        the latent stride), tile by tile; returns CPU float32."""
+        s = self.latent_stride
         rows, cols = x.shape[-2] // s, x.shape[-1] // s
         th, tw = tile if tile[0] else self.analysis_tile(rows, cols)
         y = None
@@ -294,7 +294,7 @@ class Tiler:
     ) -> None:
         """Upsample the latent rows/cols ``core`` = (r0, r1, c0, c1) of a
         feature map ``h`` whose top-left is latent ``origin``, into ``out``."""
-        s = self.stride
+        s = self.latent_stride
         height, width = out.shape[:2]
         oy, ox = origin
         r0, r1, c0, c1 = core
@@ -321,7 +321,7 @@ class Tiler:
 
     def _write(self, out: np.ndarray, img: Tensor, r0: int, c0: int) -> None:
         """Put a decoded [3, h, w] tile whose top-left is latent (r0, c0) into ``out``."""
-        s = self.stride
+        s = self.latent_stride
         height, width = out.shape[:2]
         y0, x0 = r0 * s, c0 * s
         img = img[:, : height - y0, : width - x0]

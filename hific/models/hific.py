@@ -62,12 +62,16 @@ class HificModel(LeanCompressionModel):
     two hyper-synthesis branches). The model never moves itself to a device
     and never logs; the codec in :mod:`hific.coding` drives compression.
 
-    Data flow (training and evaluation; the codec runs the same maths with
-    real rANS bytes, entropy parts on the CPU in float32)::
+    Data flow of :meth:`forward` (the codec runs the same maths with real
+    rANS bytes; :class:`hific.coding.Codec` shows where)::
 
         x ──g_a──► y ──h_a──► z ──round──► z_hat ──h_s──► (mu, sigma)
                    │                                        │
                    └── round((y - mu) / step) * step + mu ◄─┘ ──► y_hat ──g_s(c)──► x_hat
+
+        all of it:                       on the device of x
+        g_a, g_s:                        the caller's autocast dtype (training: bf16 on CUDA, or --cpu-bf16)
+        h_a, round, h_s, likelihoods:    float32, autocast off
 
     ``step`` is 1 for a single-rate model and :class:`QuantStep` (quality)
     for a variable-rate one, whose entropy model sees ``(y - mu) / step``
@@ -114,11 +118,6 @@ class HificModel(LeanCompressionModel):
             raise ValueError("this model's generator needs a realism (and a quality if variable-rate)")
         return condition(quality if quality is not None else 0.0, realism, batch, device)
 
-    @property
-    def stride(self) -> int:
-        """Inputs are padded to a multiple of this (the z downsampling factor)."""
-        return self.config.model.stride
-
     def z_hat_from_z(self, z: Tensor) -> Tensor:
         """Round z around the entropy bottleneck's medians (straight-through).
 
@@ -137,8 +136,8 @@ class HificModel(LeanCompressionModel):
 
         In training mode the likelihoods use additive uniform noise; in eval
         mode they use the rounded values, so ``bpp`` estimates the real rate.
-        Any H and W are accepted; the input is replicate-padded to
-        :attr:`stride` and the output cropped back.
+        Any H and W are accepted; the input is replicate-padded to a multiple
+        of ``config.model.hyper_latent_stride`` and the output cropped back.
 
         Args:
             x: Images ``[B, 3, H, W]``.
@@ -150,7 +149,7 @@ class HificModel(LeanCompressionModel):
         if self.variable_rate != (quality is not None):
             raise ValueError("pass a quality exactly when the model is variable-rate")
         cond = self.generator_condition(quality, realism, x.shape[0], x.device)
-        x_pad, (h, w) = pad_to_multiple(x, self.stride)
+        x_pad, (h, w) = pad_to_multiple(x, self.config.model.hyper_latent_stride)
         y = self.g_a(x_pad)
         # The hyperprior, quantisation and likelihoods always run in float32,
         # even under autocast: bf16 cannot hold y_hat's integer offsets exactly.

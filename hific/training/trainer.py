@@ -153,9 +153,9 @@ class Trainer:
             self.ddp_model = DDP(self.model, device_ids=ids, broadcast_buffers=False)
             if self.disc is not None:
                 self.ddp_disc = DDP(self.disc, device_ids=ids, broadcast_buffers=False)
-        if opts.compile:
-            self.model.g_a = torch.compile(self.model.g_a)
-            self.model.g_s = torch.compile(self.model.g_s)
+        if opts.compile:  # in place: parameter names, the EMA's and the checkpoint's, stay the model's own
+            self.model.g_a.compile()
+            self.model.g_s.compile()
 
         self.dataset = ImageFolder(opts.data, crop_size=t.crop_size, train=True, seed=opts.seed)
         self.loader = build_loader(
