@@ -81,11 +81,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hific.checkpoint import load_model, model_digest
+from _common import model_and_digest
+
 from hific.coding import Codec
 from hific.coding.codec import PRECISIONS
-from hific.config import get_config
-from hific.models import build_model
 
 SHARED_VAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "val"
 BIG_PIXELS = 4_000_000  # images above this use --big-runs (and --no-warmup applies)
@@ -122,15 +121,6 @@ def _test_image(width: int, height: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (height // 32 + 1, width // 32 + 1, 3), dtype=np.uint8)
     return np.asarray(Image.fromarray(small).resize((width, height), Image.BICUBIC))
-
-
-def _build(preset: str, checkpoint: str) -> Tuple[torch.nn.Module, str]:
-    """(model, digest): the checkpoint, or random weights for the preset."""
-    if checkpoint:
-        return load_model(checkpoint)
-    torch.manual_seed(0)
-    model = build_model(get_config(preset))
-    return model, model_digest(model.config, model.state_dict())
 
 
 def _make_codec(model: torch.nn.Module, digest: str, device: str, args: argparse.Namespace, compile: bool) -> Codec:
@@ -243,7 +233,7 @@ def child_decode(args: argparse.Namespace) -> None:
     (FILE "-": return right after the imports)."""
     if args.child_decode == "-":
         return
-    model, digest = _build(args.presets.split(",")[0], args.checkpoint)
+    model, digest = model_and_digest(args.presets.split(",")[0], args.checkpoint)
     codec = _make_codec(model, digest, "cpu", args, compile=False)
     codec.decompress(Path(args.child_decode).read_bytes())
     codec.close()
@@ -380,7 +370,7 @@ def main() -> None:
     images: Dict[Tuple[int, int], np.ndarray] = {}
     for device in devices:
         for preset in presets:
-            model, digest = _build(preset, args.checkpoint)
+            model, digest = model_and_digest(preset, args.checkpoint)
             name = model.config.name
             codec = _make_codec(model, digest, device, args, compile=args.compile)
             timer = _instrument(codec)

@@ -34,11 +34,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hific.checkpoint import load_model, model_digest
+from _common import model_and_digest
+
 from hific.coding import Codec
-from hific.config import get_config
 from hific.image_io import read_image
-from hific.models import build_model
 
 SHARED_VAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "val"
 
@@ -73,13 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.checkpoint:
-        model, digest = load_model(args.checkpoint)
-    else:
-        torch.manual_seed(0)
-        model = build_model(get_config(args.preset))
-        digest = model_digest(model.config, model.state_dict())
-    codec = Codec(model, digest, device=args.device, threads=args.threads)
+    codec = Codec(*model_and_digest(args.preset, args.checkpoint), device=args.device, threads=args.threads)
     images = _images(args.images)
     sizes = sorted({im.shape[:2] for im in images})
     files = [codec.compress(im) for im in images]
@@ -96,7 +89,7 @@ def main() -> None:
         rows.append([f"pipelined, batch {batch}", enc, dec, "yes" if same else "NO"])
 
     n = len(images)
-    print(f"{model.config.name}, device {codec.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"{codec.model.config.name}, device {codec.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{n} images ({', '.join(f'{w}x{h}' for h, w in sizes)}), median of {args.runs}")
     print("| path | compress s | images/s | decompress s | images/s | same bytes |")
     print("|---|---|---|---|---|---|")

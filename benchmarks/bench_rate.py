@@ -26,12 +26,10 @@ sys.path.insert(0, str(REPO))
 
 def main() -> int:
     import torch
+    from _common import model_and_digest
 
-    from hific.checkpoint import load_model, model_digest
     from hific.coding import Codec
-    from hific.config import get_config
     from hific.image_io import read_image
-    from hific.models import build_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint")
@@ -42,13 +40,7 @@ def main() -> int:
     p.add_argument("--quality", type=float, default=0.5)
     args = p.parse_args()
 
-    if args.checkpoint:
-        model, digest = load_model(args.checkpoint)
-    else:
-        torch.manual_seed(0)
-        model = build_model(get_config(args.preset))
-        digest = model_digest(model.config, model.state_dict())
-    codec = Codec(model, digest, device="cpu")
+    codec = Codec(*model_and_digest(args.preset, args.checkpoint), device="cpu")
     paths = sorted(Path(args.images).glob("*.png"))[: args.count]
     print(f"torch threads: {torch.get_num_threads()}; model: {args.checkpoint or args.preset}")
     print("| image | size | plain s | target s | ratio | bytes / target |")

@@ -28,50 +28,36 @@ def int_in(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
-def number_in(lo: float, hi: float, *, or_zero: bool = False) -> Callable[[str], float]:
-    """A finite number in ``[lo, hi]`` (or exactly 0 with ``or_zero``)."""
-    allowed = f"{'0 or ' if or_zero else ''}a number in [{lo:g}, {hi:g}]"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
-        if not (math.isfinite(value) and (lo <= value <= hi or (or_zero and value == 0))):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
-        return value
-
-    return parse
-
-
-def unit_interval(what: str) -> Callable[[str], float]:
-    """A number in [0, 1] (``what`` names the option in the message)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number in [0, 1], got {text!r}") from None
-        if not 0.0 <= value <= 1.0:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{what} must be in [0, 1], got {text!r}")
-        return value
-
-    return parse
-
-
-def positive_number(what: str) -> Callable[[str], float]:
-    """A finite number > 0."""
+def _number(ok: Callable[[float], bool], bad: Callable[[str], str]) -> Callable[[str], float]:
+    """A float for which ``ok`` holds (nan and text fail), else the usage error ``bad(text)``."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"{what} must be a number > 0, got {text!r}")
+        if math.isnan(value) or not ok(value):
+            raise argparse.ArgumentTypeError(bad(text))
         return value
 
     return parse
+
+
+def number_in(lo: float, hi: float, *, or_zero: bool = False) -> Callable[[str], float]:
+    """A finite number in ``[lo, hi]`` (or exactly 0 with ``or_zero``)."""
+    allowed = f"{'0 or ' if or_zero else ''}a number in [{lo:g}, {hi:g}]"
+    return _number(lambda v: math.isfinite(v) and (lo <= v <= hi or (or_zero and v == 0)),
+                   lambda text: f"must be {allowed}, got {text!r}")
+
+
+def unit_interval(what: str) -> Callable[[str], float]:
+    """A number in [0, 1] (``what`` names the option in the message)."""
+    return _number(lambda v: 0.0 <= v <= 1.0, lambda text: f"{what} must be a number in [0, 1], got {text!r}")
+
+
+def positive_number(what: str) -> Callable[[str], float]:
+    """A finite number > 0."""
+    return _number(lambda v: math.isfinite(v) and v > 0, lambda text: f"{what} must be a number > 0, got {text!r}")
 
 
 _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}

@@ -11,10 +11,12 @@ from typing import List
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from hific.checkpoint import init_checkpoint, load_model
 from hific.coding import Codec
 from hific.image_io import read_image
+from hific.training.options import RunOptions
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("HIFIC_SHARED", REPO.parent / "shared"))
@@ -113,6 +115,25 @@ def val_images(val_dir: Path) -> List[Path]:
 def photo(photos: List[Path]) -> np.ndarray:
     """One 481x321 (HxW) photo-like test image as HxWx3 uint8."""
     return read_image(photos[0])
+
+
+@pytest.fixture()
+def data_dir(photos: List[Path], tmp_path: Path) -> Path:
+    """The six test photos, downscaled so tiny-preset training steps take milliseconds."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i, src in enumerate(photos[:6]):
+        with Image.open(src) as img:
+            img.convert("RGB").resize((img.width // 3, img.height // 3), Image.LANCZOS).save(folder / f"p{i}.png")
+    return folder
+
+
+def run_options(data: Path, out: Path, **kw) -> RunOptions:
+    """Training options for a few CPU steps on ``data`` (overridable by keyword)."""
+    base = dict(data=str(data), out=str(out), steps=3, device="cpu", workers=0, save_every=100, val_every=100,
+                log_every=1, progress=False)
+    base.update(kw)
+    return RunOptions(**base)
 
 
 @pytest.fixture(scope="session")

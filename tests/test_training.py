@@ -12,34 +12,15 @@ from typing import Dict, List
 
 import pytest
 import torch
-from PIL import Image
+from conftest import run_options
 
 from hific.checkpoint import load_checkpoint, load_model, model_from_checkpoint
 from hific.config import get_config, override
 from hific.training import distributed as D
 from hific.training.cli import main
-from hific.training.options import RunOptions
 from hific.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture()
-def data_dir(photos: List[Path], tmp_path: Path) -> Path:
-    """The six test photos, downscaled so tiny-preset steps take milliseconds."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for i, src in enumerate(photos[:6]):
-        with Image.open(src) as img:
-            img.convert("RGB").resize((img.width // 3, img.height // 3), Image.LANCZOS).save(folder / f"p{i}.png")
-    return folder
-
-
-def _opts(data: Path, out: Path, **kw) -> RunOptions:
-    base = dict(data=str(data), out=str(out), steps=3, device="cpu", workers=0, save_every=100, val_every=100,
-                log_every=1, progress=False)
-    base.update(kw)
-    return RunOptions(**base)
 
 
 def _params(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
@@ -54,7 +35,7 @@ def test_stage1_then_stage2_change_generator_and_discriminator(
     data_dir: Path, tmp_path: Path, any_lpips_dir: Path
 ) -> None:
     cfg = get_config("hific-tiny")
-    t1 = Trainer(cfg, _opts(data_dir, tmp_path / "s1", lpips_weights=str(any_lpips_dir)), D.DistInfo())
+    t1 = Trainer(cfg, run_options(data_dir, tmp_path / "s1", lpips_weights=str(any_lpips_dir)), D.DistInfo())
     before = _params(t1.model)
     summary = t1.fit()
     assert summary["step"] == 3
@@ -62,7 +43,7 @@ def test_stage1_then_stage2_change_generator_and_discriminator(
     assert t1.disc is None
 
     start = load_checkpoint(tmp_path / "s1" / "last.pt")
-    t2 = Trainer(cfg, _opts(data_dir, tmp_path / "s2", stage=2, init=str(tmp_path / "s1" / "last.pt"),
+    t2 = Trainer(cfg, run_options(data_dir, tmp_path / "s2", stage=2, init=str(tmp_path / "s1" / "last.pt"),
                             lpips_weights=str(any_lpips_dir)), D.DistInfo(), start)
     assert t2.step == 3 and t2.disc is not None
     g_before, d_before = _params(t2.model), _params(t2.disc)
@@ -81,13 +62,13 @@ def test_resume_equals_uninterrupted(data_dir: Path, tmp_path: Path) -> None:
     cfg = get_config("hific-tiny")
     cfg = type(cfg)(name=cfg.name, model=cfg.model, discriminator=cfg.discriminator,
                     loss=type(cfg.loss)(perceptual="none", target_warmup_steps=3), train=cfg.train)
-    full = Trainer(cfg, _opts(data_dir, tmp_path / "full", steps=6), D.DistInfo())
+    full = Trainer(cfg, run_options(data_dir, tmp_path / "full", steps=6), D.DistInfo())
     full.fit()
 
-    half = Trainer(cfg, _opts(data_dir, tmp_path / "half", steps=3), D.DistInfo())
+    half = Trainer(cfg, run_options(data_dir, tmp_path / "half", steps=3), D.DistInfo())
     half.fit()
     start = load_checkpoint(tmp_path / "half" / "last.pt")
-    resumed = Trainer(cfg, _opts(data_dir, tmp_path / "half", steps=6, resume=str(tmp_path / "half" / "last.pt")),
+    resumed = Trainer(cfg, run_options(data_dir, tmp_path / "half", steps=6, resume=str(tmp_path / "half" / "last.pt")),
                       D.DistInfo(), start)
     assert resumed.step == 3
     resumed.fit()
@@ -104,7 +85,7 @@ def test_rate_weight_is_gated_on_the_quantised_rate(data_dir: Path, tmp_path: Pa
     """With the target between the noisy and the quantised batch rate, the
     step's lambda follows the quantised one (HiFiC's reference), not the noisy."""
     cfg = override(get_config("hific-tiny"), "loss", perceptual="none", target_warmup_steps=0)
-    trainer = Trainer(cfg, _opts(data_dir, tmp_path / "run"), D.DistInfo())
+    trainer = Trainer(cfg, run_options(data_dir, tmp_path / "run"), D.DistInfo())
     x = next(iter(trainer.loader))
     with torch.random.fork_rng():
         torch.manual_seed(5)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from conftest import run_options
 
 from hific.checkpoint import init_checkpoint, load_checkpoint, load_model, model_from_checkpoint
 from hific.coding import Codec, unpack
@@ -24,7 +25,6 @@ from hific.errors import HificError
 from hific.image_io import read_image
 from hific.models.quality import QuantStep
 from hific.training import distributed as D
-from hific.training.options import RunOptions
 from hific.training.trainer import Trainer, sample_condition
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,23 +171,6 @@ def test_condition_sampling_is_a_function_of_the_step() -> None:
     assert sample_condition(0, 5, False, False) == (None, None)
 
 
-@pytest.fixture()
-def data_dir(photos: List[Path], tmp_path: Path) -> Path:
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for i, src in enumerate(photos[:4]):
-        with Image.open(src) as img:
-            img.convert("RGB").resize((img.width // 3, img.height // 3), Image.LANCZOS).save(folder / f"p{i}.png")
-    return folder
-
-
-def _opts(data: Path, out: Path, **kw) -> RunOptions:
-    base = dict(data=str(data), out=str(out), steps=3, device="cpu", workers=0, save_every=100, val_every=100,
-                log_every=1, progress=False)
-    base.update(kw)
-    return RunOptions(**base)
-
-
 def test_both_stages_train_and_resume_exactly(data_dir: Path, tmp_path: Path) -> None:
     # Without LPIPS, like the single-rate resume test: with it, CPU float
     # rounding in its backward pass differs between processes' histories, and
@@ -195,7 +178,7 @@ def test_both_stages_train_and_resume_exactly(data_dir: Path, tmp_path: Path) ->
     from hific.config import override
 
     cfg = override(get_config("hific-tiny-vr"), "loss", perceptual="none")
-    s1 = Trainer(cfg, _opts(data_dir, tmp_path / "s1"), D.DistInfo())
+    s1 = Trainer(cfg, run_options(data_dir, tmp_path / "s1"), D.DistInfo())
     film_before = s1.model.g_s.film.net[-1].weight.detach().clone()
     steps_before = s1.model.quant_step.raw_decrements.detach().clone()
     s1.fit()
@@ -206,14 +189,14 @@ def test_both_stages_train_and_resume_exactly(data_dir: Path, tmp_path: Path) ->
     assert all("quality" in r and "realism" in r and "bpp_q" in r for r in train)
 
     start = load_checkpoint(tmp_path / "s1" / "last.pt")
-    full = Trainer(cfg, _opts(data_dir, tmp_path / "full", stage=2, steps=4, init="x"),
+    full = Trainer(cfg, run_options(data_dir, tmp_path / "full", stage=2, steps=4, init="x"),
                    D.DistInfo(), start)
     full.fit()
-    half = Trainer(cfg, _opts(data_dir, tmp_path / "half", stage=2, steps=2, init="x"),
+    half = Trainer(cfg, run_options(data_dir, tmp_path / "half", stage=2, steps=2, init="x"),
                    D.DistInfo(), start)
     half.fit()
     resumed_start = load_checkpoint(tmp_path / "half" / "last.pt")
-    resumed = Trainer(cfg, _opts(data_dir, tmp_path / "half", stage=2, steps=4, resume="x"),
+    resumed = Trainer(cfg, run_options(data_dir, tmp_path / "half", stage=2, steps=4, resume="x"),
                       D.DistInfo(), resumed_start)
     resumed.fit()
     assert resumed.step == full.step == 7
@@ -225,7 +208,7 @@ def test_both_stages_train_and_resume_exactly(data_dir: Path, tmp_path: Path) ->
 
 def test_validation_logs_every_grid_point(data_dir: Path, tmp_path: Path) -> None:
     cfg = get_config("hific-tiny-vr")
-    opts = _opts(data_dir, tmp_path / "run", steps=2, val=str(data_dir), val_images=2, val_every=2,
+    opts = run_options(data_dir, tmp_path / "run", steps=2, val=str(data_dir), val_images=2, val_every=2,
                  lpips_weights=None)
     from hific.config import override
 
