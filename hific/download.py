@@ -46,28 +46,38 @@ def fetch(url: str, dest: Path, sha256: str, *, timeout: float = 60.0,
         notice(f"downloading {url} -> {dest}")
     try:
         with atomic_path(dest) as tmp:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                declared = response.headers.get("Content-Length")
-                digest, size = hashlib.sha256(), 0
-                while True:
-                    chunk = response.read(CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            if declared is not None and declared.isdigit() and size != int(declared):
-                raise DownloadError(f"{url}: transfer cut short ({size:,} of {int(declared):,} bytes); nothing kept")
-            if digest.hexdigest() != sha256.lower():
-                raise DownloadError(
-                    f"{url}: the file's sha256 is {digest.hexdigest()}, expected {sha256.lower()}; nothing kept"
-                )
+            _fetch_into(url, tmp, sha256, timeout)
+    except OSError as exc:  # the cache file or folder (network errors are DownloadErrors by now)
+        raise DownloadError(f"cannot download {url} to {dest}: {exc.strerror or exc}") from None
+    return dest
+
+
+def _fetch_into(url: str, tmp: Path, sha256: str, timeout: float) -> None:
+    """Stream ``url`` into ``tmp``, checking its length and sha256; network
+    failures become :class:`DownloadError` (not ``OSError``, which would be
+    taken for a problem with the file being written)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            declared = response.headers.get("Content-Length")
+            digest, size = hashlib.sha256(), 0
+            while True:
+                chunk = response.read(CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        if declared is not None and declared.isdigit() and size != int(declared):
+            raise DownloadError(f"{url}: transfer cut short ({size:,} of {int(declared):,} bytes); nothing kept")
+        if digest.hexdigest() != sha256.lower():
+            raise DownloadError(
+                f"{url}: the file's sha256 is {digest.hexdigest()}, expected {sha256.lower()}; nothing kept"
+            )
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise DownloadError(f"cannot download {url}: {exc.reason}") from None
     except http.client.HTTPException as exc:
         raise DownloadError(f"cannot download {url}: {type(exc).__name__} {exc}") from None
-    except OSError as exc:
-        raise DownloadError(f"cannot download {url} to {dest}: {exc.strerror or exc}") from None
-    return dest
+    except (TimeoutError, ConnectionError) as exc:  # mid-transfer
+        raise DownloadError(f"cannot download {url}: {exc.strerror or type(exc).__name__}") from None

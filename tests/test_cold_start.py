@@ -75,9 +75,9 @@ def tiny_export(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="module")
-def photo(val_images: List[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def photo(photos: List[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("photo")
-    with Image.open(val_images[0]) as img:
+    with Image.open(photos[0]) as img:
         img.convert("RGB").crop((0, 0, 128, 96)).save(folder / "photo.png")
     return folder / "photo.png"
 

@@ -105,11 +105,11 @@ def test_the_wheel_carries_the_default_model_and_the_command(installed: Path) ->
 
 
 def test_hific_compresses_and_decompresses_from_a_folder_without_checkout(
-    installed: Path, val_images: List[Path], tmp_path: Path
+    installed: Path, photos: List[Path], tmp_path: Path
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    with Image.open(val_images[1]) as img:
+    with Image.open(photos[1]) as img:
         img.convert("RGB").crop((0, 0, 160, 128)).save(work / "photo.png")
     env = _clean_env(installed, tmp_path)
 

@@ -30,9 +30,9 @@ MODEL = "bmshj2018-hyperprior"
 
 
 @pytest.fixture(scope="module")
-def crop(val_images: List[Path]) -> np.ndarray:
-    """A 128x80 crop of a real photo (not a multiple of 64 on purpose)."""
-    rgb = read_image(val_images[2])
+def crop(photos: List[Path]) -> np.ndarray:
+    """A 128x80 crop of a test photo (not a multiple of 64 on purpose)."""
+    rgb = read_image(photos[0])
     return np.ascontiguousarray(rgb[40:120, 60:188])
 
 

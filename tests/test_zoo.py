@@ -183,10 +183,10 @@ def test_a_failed_download_is_one_error_line_from_the_cli(
 
 
 @pytest.fixture()
-def one_photo(val_images: List[Path], tmp_path: Path) -> Path:
+def one_photo(photos: List[Path], tmp_path: Path) -> Path:
     from PIL import Image
 
-    with Image.open(val_images[0]) as img:
+    with Image.open(photos[0]) as img:
         img.convert("RGB").crop((0, 0, 64, 64)).save(tmp_path / "photo.png")
     return tmp_path / "photo.png"
 
