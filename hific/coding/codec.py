@@ -55,7 +55,7 @@ from .container import (
     unpack,
 )
 from .entropy import LatentCoder, _in_inference_mode, split_streams
-from .rate import RateRequest, largest_within
+from .rate import RateRequest, largest_within, unit_value
 from .tiling import DEFAULT_BUDGET, Tiler
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -225,12 +225,7 @@ class Codec:
             return
         if not self.conditioned:
             raise HificError("this checkpoint's generator has no realism control")
-        try:
-            r = float(realism)
-        except (TypeError, ValueError):
-            raise HificError(f"realism must be a number in [0, 1], got {realism!r}") from None
-        if not math.isfinite(r) or not 0.0 <= r <= 1.0:
-            raise HificError(f"realism must be in [0, 1], got {realism!r}")
+        unit_value(realism, "realism")
 
     def _condition(self, f: HificFile, realism: Optional[float]) -> Optional[Tensor]:
         """The generator condition ``[1, 2]`` for a file, on the device."""

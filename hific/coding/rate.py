@@ -21,19 +21,21 @@ class RateTargetError(HificError):
     """A size target is below the smallest file the model makes of the image."""
 
 
-def quality_code(quality: float) -> int:
-    """The 16-bit code of a quality in [0, 1].
-
-    Raises:
-        HificError: for NaN, infinities and values outside [0, 1].
-    """
+def unit_value(value: object, what: str) -> float:
+    """``value`` as a float in [0, 1]; a :class:`HificError` naming ``what`` for NaN,
+    infinities, values outside [0, 1] and non-numbers."""
     try:
-        q = float(quality)
+        v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise HificError(f"quality must be a number in [0, 1], got {quality!r}") from None
-    if not math.isfinite(q) or not 0.0 <= q <= 1.0:
-        raise HificError(f"quality must be in [0, 1], got {quality!r}")
-    return round(q * QUALITY_CODES)
+        raise HificError(f"{what} must be a number in [0, 1], got {value!r}") from None
+    if not math.isfinite(v) or not 0.0 <= v <= 1.0:
+        raise HificError(f"{what} must be in [0, 1], got {value!r}")
+    return v
+
+
+def quality_code(quality: float) -> int:
+    """The 16-bit code of a quality in [0, 1] (:func:`unit_value` checks it)."""
+    return round(unit_value(quality, "quality") * QUALITY_CODES)
 
 
 @dataclass(frozen=True)
