@@ -184,7 +184,7 @@ def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc
     for src, dst in bar:
         try:
             tqdm.write(work(src, dst), file=sys.stdout)
-        except Exception as exc:
+        except Exception as exc:  # reported per file; the run goes on
             failures += 1
             tqdm.write(_file_error(src, exc), file=sys.stderr)
     return 1 if failures else 0
@@ -204,7 +204,7 @@ def _run_pipeline(
             if isinstance(result, Exception):
                 raise result
             tqdm.write(finish(src, dst, result, now - last), file=sys.stdout)
-        except Exception as exc:
+        except Exception as exc:  # reported per file; the run goes on
             failures += 1
             tqdm.write(_file_error(src, exc), file=sys.stderr)
         del result  # a failure's traceback can hold a whole image's tensors
@@ -231,7 +231,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         for src, dst in pairs:
             try:
                 rgb = read_image(src, notice=lambda msg: tqdm.write(f"note: {msg}", file=sys.stderr))
-            except Exception as exc:
+            except Exception as exc:  # reported in its place; the run goes on
                 yield exc
                 continue
             sizes[dst] = rgb.shape[:2]
@@ -276,7 +276,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
         for src, _ in pairs:
             try:
                 data = _read_hific(src)
-            except Exception as exc:
+            except Exception as exc:  # reported in its place; the run goes on
                 yield exc
                 continue
             yield data

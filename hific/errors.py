@@ -78,7 +78,7 @@ def run_command(command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
+    except Exception as exc:  # a bug (no user_error line) is re-raised
         line = user_error(exc)
         if line is None:
             raise
