@@ -290,13 +290,14 @@ _make_regime_presets()
 
 
 # One variable-rate, realism-conditioned model for the whole curve. Targets are
-# quantised bpp on 128-px training crops; the val photos code at about 1.5x
-# the crop rate, and the warm-up (the whole of a CPU-sized run) raises the
-# targets 1.43x, so q in [0, 1] aims at roughly 0.045-0.85 bpp on them. The
-# first run's lambda_a_low = 4 held the q = 0 crops at about 0.09 bpp (2,000
-# steps from the shipped lo model), twice its target, so the low end weighs
-# the rate 8x harder.
-_VARIABLE_RATE_LOSS = LossConfig(target_bpp=0.40, lambda_a=0.35, target_bpp_low=0.02, lambda_a_low=32.0)
+# quantised bpp on 128-px training crops. The warm-up (the whole of a CPU-sized
+# run) raises them 1.43x, and full-size val photos code at about 0.7x the crop
+# rate at q = 1. The first run's lambda_a_low = 4 held the q = 0 crops at about
+# 0.09 bpp (2,000 steps from the shipped lo model), twice its target, so the
+# low end weighs the rate 8x harder. Its 0.40 target at q = 1 ended stage 1 at
+# 0.39 bpp mean on the 86 val photos, short of the 0.45 the variable-rate issue
+# asks for, so the top target is 0.48.
+_VARIABLE_RATE_LOSS = LossConfig(target_bpp=0.48, lambda_a=0.35, target_bpp_low=0.02, lambda_a_low=32.0)
 
 
 @register_preset("hific-small-vr")
