@@ -183,7 +183,15 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings shared by both training stages."""
+    """Optimisation settings shared by both training stages.
+
+    ``quality_lr_factor`` multiplies the learning rate of a variable-rate
+    model's quantisation steps (:class:`hific.models.quality.QuantStep`). At
+    the base rate they moved too slowly: with straight-through rounding the
+    only pull towards a finer step is the small quantisation-error gradient,
+    and the first 4,000-step run left the q = 1 val rate at 0.40 bpp against
+    a 0.48 target (crops at 0.25 bpp, where lambda_b alone applies).
+    """
 
     batch_size: int = 8
     crop_size: int = 256
@@ -192,8 +200,11 @@ class TrainConfig:
     lr_decay_step: int = 500_000
     lr_decay_factor: float = 0.1
     grad_clip: float = 1.0
+    quality_lr_factor: float = 10.0
 
     def __post_init__(self) -> None:
+        if not self.quality_lr_factor > 0:
+            raise ValueError("quality_lr_factor must be positive")
         if self.crop_size % 64 != 0 or self.crop_size <= 0:
             raise ValueError("crop_size must be a positive multiple of 64")
         if self.batch_size <= 0:

@@ -44,6 +44,8 @@ def test_configs_are_frozen_and_validated() -> None:
         ModelConfig(latent_channels=0)
     with pytest.raises(ValueError, match="crop_size"):
         override(cfg, "train", crop_size=100)
+    with pytest.raises(ValueError, match="quality_lr_factor"):
+        override(cfg, "train", quality_lr_factor=0.0)
     assert override(cfg, "loss", target_bpp=0.2).loss.target_bpp == 0.2
 
 

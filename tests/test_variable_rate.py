@@ -206,6 +206,26 @@ def test_both_stages_train_and_resume_exactly(data_dir: Path, tmp_path: Path) ->
         assert torch.allclose(a, b, rtol=0, atol=1e-6), name
 
 
+def test_quant_steps_learn_at_their_own_rate_and_old_optimizers_are_refused(data_dir: Path, tmp_path: Path) -> None:
+    from hific.config import override
+
+    cfg = override(get_config("hific-tiny-vr"), "loss", perceptual="none")
+    trainer = Trainer(override(cfg, "train", quality_lr_factor=7.0), run_options(data_dir, tmp_path / "a"),
+                      D.DistInfo())
+    main, steps = trainer.opt.param_groups
+    assert steps["lr"] == pytest.approx(7.0 * main["lr"])
+    assert {id(p) for p in steps["params"]} == {id(p) for p in trainer.model.quant_step.parameters()}
+    assert not {id(p) for p in main["params"]} & {id(p) for p in steps["params"]}
+    assert len(main["params"]) + len(steps["params"]) == len(trainer.model.main_parameters())
+    # A resume checkpoint whose optimizer kept every parameter in one group (hific before the factor).
+    trainer.fit()
+    old = load_checkpoint(tmp_path / "a" / "last.pt")
+    groups = old["training_state"]["optimizer"]["param_groups"]
+    groups[0]["params"] += groups.pop()["params"]
+    with pytest.raises(HificError, match="parameter group"):
+        Trainer(cfg, run_options(data_dir, tmp_path / "a", resume="x"), D.DistInfo(), old)
+
+
 def test_validation_logs_every_grid_point(data_dir: Path, tmp_path: Path) -> None:
     cfg = get_config("hific-tiny-vr")
     opts = run_options(data_dir, tmp_path / "run", steps=2, val=str(data_dir), val_images=2, val_every=2,

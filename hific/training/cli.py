@@ -34,6 +34,7 @@ _OVERRIDES = {
     "crop": ("train", "crop_size"),
     "lr": ("train", "learning_rate"),
     "lr_decay_step": ("train", "lr_decay_step"),
+    "quality_lr_factor": ("train", "quality_lr_factor"),
     "target_bpp": ("loss", "target_bpp"),
     "lambda_a": ("loss", "lambda_a"),
     "target_bpp_low": ("loss", "target_bpp_low"),
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--crop", type=int, help="crop size (multiple of 64)")
     g.add_argument("--lr", type=float)
     g.add_argument("--lr-decay-step", type=int)
+    g.add_argument("--quality-lr-factor", type=float,
+                   help="variable-rate models: learning-rate multiplier of the quantisation steps (default 10)")
     g.add_argument("--target-bpp", type=float)
     g.add_argument("--warmup-steps", type=int, help="rate-target warm-up length")
     g.add_argument("--lambda-a", type=float, help="rate weight while the batch bpp is above the target (HiFiC's lambda_a)")

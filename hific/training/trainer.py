@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..checkpoint import load_discriminator, make_checkpoint, save_checkpoint
 from ..config import HificConfig
 from ..data import ImageFolder, build_loader, cycle, find_images
+from ..errors import HificError
 from ..losses import (
     discriminator_loss,
     generator_objective,
@@ -123,7 +124,7 @@ class Trainer:
         if self.ema is not None and resuming and (start.get("training_state") or {}).get("ema"):
             self.ema.load_state_dict(start["training_state"]["ema"])
         t = config.train
-        self.opt = torch.optim.Adam(self.model.main_parameters(), lr=t.learning_rate)
+        self.opt = torch.optim.Adam(self._param_groups(), lr=t.learning_rate)
         self.aux_opt = torch.optim.Adam(self.model.aux_parameters(), lr=t.aux_learning_rate)
         self.sched = self._scheduler(self.opt)
         self.disc_opt = self.disc_sched = None
@@ -172,6 +173,17 @@ class Trainer:
         self.logger = MetricsLogger(self.out) if info.is_main else None
 
     # ------------------------------------------------------------------ setup
+    def _param_groups(self) -> List[Dict[str, Any]]:
+        """The main parameters; a variable-rate model's quantisation steps in
+        a second group at ``quality_lr_factor`` times the learning rate."""
+        t = self.config.train
+        steps = list(self.model.quant_step.parameters()) if self.model.quant_step is not None else []
+        own = {id(p) for p in steps}
+        groups: List[Dict[str, Any]] = [{"params": [p for p in self.model.main_parameters() if id(p) not in own]}]
+        if steps:
+            groups.append({"params": steps, "lr": t.learning_rate * t.quality_lr_factor})
+        return groups
+
     def _scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.StepLR:
         t = self.config.train
         return torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_decay_step, gamma=t.lr_decay_factor)
@@ -189,6 +201,11 @@ class Trainer:
         if state["stage"] != self.opts.stage:
             raise ValueError(f"checkpoint is from stage {state['stage']}, not stage {self.opts.stage}")
         self.stage_start = int(state["stage_start"])
+        saved_groups = len(state["optimizer"]["param_groups"])
+        if saved_groups != len(self.opt.param_groups):
+            raise HificError(f"the checkpoint's optimizer has {saved_groups} parameter group(s) and this trainer "
+                             f"uses {len(self.opt.param_groups)} (saved by an older hific?); start a new stage "
+                             "from it with --init instead of --resume")
         self.opt.load_state_dict(state["optimizer"])
         self.aux_opt.load_state_dict(state["aux_optimizer"])
         self.sched.load_state_dict(state["scheduler"])
