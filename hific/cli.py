@@ -113,6 +113,29 @@ def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
             raise HificError(f"{where}: cannot create the output folder ({exc.strerror or exc})") from None
 
 
+def _shipped_key(args: argparse.Namespace) -> str:
+    """Which shipped checkpoint to use when none is named.
+
+    Compress: the ``--quality`` name, or the variable-rate model for a numeric
+    quality, ``--bpp`` or ``--size``. Decompress: ``--quality`` if given, else
+    the shipped model that made the first readable input, else ``lo``.
+    """
+    from . import zoo
+
+    if args.command == "compress":
+        if isinstance(args.quality, str) and args.bpp is None and args.size is None:
+            return args.quality
+        return zoo.VARIABLE_RATE_KEY or "lo"
+    if args.quality:
+        return args.quality
+    for path in _expand(args.inputs, (HIFIC_EXTENSION,)):
+        try:
+            return zoo.shipped_key_for(unpack(path.read_bytes()).model_id) or "lo"
+        except (OSError, HificError):
+            continue  # reported in its place by the run
+    return "lo"
+
+
 def _load_codec(args: argparse.Namespace) -> Codec:
     import torch
 
@@ -122,8 +145,7 @@ def _load_codec(args: argparse.Namespace) -> Codec:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    shipped = args.quality if isinstance(args.quality, str) else "lo"
-    path = args.checkpoint or default_checkpoint(shipped, notice=lambda m: print(f"note: {m}", file=sys.stderr))
+    path = args.checkpoint or default_checkpoint(_shipped_key(args), notice=lambda m: print(f"note: {m}", file=sys.stderr))
     model, digest = load_model(path)
     try:
         codec = Codec(
@@ -371,7 +393,8 @@ def build_parser(prog: str = "compress.py", tools: Optional[Mapping[str, str]] =
                               help="variable-rate models: per image, the largest quality whose file is at most N bytes "
                                    "(units B, KB=1000, KiB=1024, MB, MiB); a target below the model's smallest file is an error")
         else:
-            p.add_argument("--quality", default="lo", choices=QUALITY_NAMES, help="shipped model to use without --checkpoint")
+            p.add_argument("--quality", choices=QUALITY_NAMES,
+                           help="shipped model to use without --checkpoint (default: the one that made the first file)")
             p.add_argument("--realism", type=unit_interval("--realism"), metavar="R",
                            help="realism-conditioned models: 0 is the low-distortion end (highest PSNR), "
                                 "1 (the default) the realistic HiFiC end; the file does not depend on it")

@@ -40,6 +40,14 @@ SHIPPED: Dict[str, str] = {"lo": "hific-small-lo-d5f4f9d0.pt"}
 # stands for. Placeholders until a variable-rate model ships; they will be
 # set from its measured rates (about 0.14, 0.30 and 0.45 bpp on val).
 VARIABLE_RATE_QUALITIES: Dict[str, float] = {"lo": 0.3, "mi": 0.6, "hi": 0.85}
+# The shipped key whose file is variable-rate: compress uses it for a numeric
+# --quality, --bpp and --size when no checkpoint is named. None until one ships.
+VARIABLE_RATE_KEY: Optional[str] = None
+# file name -> the model id (``preset:digest``) it writes into .hific files, so
+# that decompress finds the shipped model a file was made with.
+MODEL_IDS: Dict[str, str] = {
+    "hific-small-lo-d5f4f9d0.pt": "hific-small-lo:d8c2f0831da91168",
+}
 SHA256: Dict[str, str] = {
     "hific-small-lo-d5f4f9d0.pt": "d5f4f9d092e03f6f3a93940711a394c30880a013fe34303318a5c7c0bcd0d4ce",
 }
@@ -49,6 +57,14 @@ HOW_TO_GET_ONE = (
     "'python -m hific.checkpoint init --preset hific-small-lo -o model.pt', "
     "then pass --checkpoint PATH or set HIFIC_CHECKPOINT"
 )
+
+
+def shipped_key_for(model_id: str) -> Optional[str]:
+    """The shipped quality (``lo``, ``mi``, ``hi``) whose checkpoint writes ``model_id``, if any."""
+    for key, name in SHIPPED.items():
+        if MODEL_IDS.get(name) == model_id:
+            return key
+    return None
 
 
 def cache_dir() -> Path:

@@ -180,6 +180,38 @@ def test_file_from_other_checkpoint_is_refused(
     assert (tmp_path / "small.hific.png").is_file()
 
 
+def test_shipped_models_are_chosen_by_rate_flag_and_by_the_file(
+    one_crop: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --checkpoint: a numeric quality, --bpp or --size takes the shipped
+    variable-rate model, and decompress takes the model that made the file."""
+    from hific import zoo
+
+    cache = tmp_path / "cache"
+    single = init_checkpoint("hific-tiny", cache / "single.pt", seed=3)
+    vr = init_checkpoint("hific-tiny-vr", cache / "vr.pt", seed=4)
+    monkeypatch.delenv(zoo.ENV_VAR, raising=False)
+    monkeypatch.setenv(zoo.CACHE_ENV, str(cache))
+    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+    monkeypatch.setattr(zoo, "SHIPPED", {"lo": "single.pt", "mi": "vr.pt", "hi": "vr.pt"})
+    ids = {name: Codec(*load_model(cache / name), device="cpu").model_id for name in ("single.pt", "vr.pt")}
+    monkeypatch.setattr(zoo, "MODEL_IDS", ids)
+    monkeypatch.setattr(zoo, "VARIABLE_RATE_KEY", "mi")
+    hific = tmp_path / "small.hific"
+    png = tmp_path / "small.hific.png"
+    for flags, made_by in ((["--bpp", "3"], vr), (["--quality", "0.5"], vr), ([], single), (["--quality", "hi"], vr)):
+        assert main(["compress", str(one_crop), "--force", "--device", "cpu", *flags]) == 0, flags
+        assert unpack(hific.read_bytes()).model_id == ids[made_by.name], flags
+        # decompress finds the same model by the file's id, whichever that was
+        assert main(["decompress", str(hific), "--force", "--device", "cpu"]) == 0, flags
+        assert png.is_file()
+        png.unlink()
+    capsys.readouterr()
+    # --quality still names the model: the single-rate one cannot decode a variable-rate file
+    assert main(["decompress", str(hific), "--quality", "lo", "--device", "cpu"]) == 1
+    assert "mismatch" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_gpu(one_crop: Path, tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
     assert main(["compress", str(one_crop), "--checkpoint", str(tiny_ckpt), "--device", "cuda"]) == 1
