@@ -59,6 +59,8 @@ def test_shipped_checkpoint_is_small_named_after_its_bytes_and_loads(quality: st
     # The digest is over the config as stored: later hific versions add config
     # fields (with defaults), and the model id in existing files must not change.
     assert state_digest(ckpt["config"], model.state_dict()) == digest == ckpt["model_digest"]
+    # decompress finds a file's shipped model by this id
+    assert zoo.MODEL_IDS[path.name] == f"{ckpt['config']['name']}:{digest[:16]}"
 
 
 def test_unshipped_quality_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
