@@ -248,6 +248,23 @@ def test_rate_lambda_per_quality() -> None:
         LossConfig(target_bpp_low=0.05)
 
 
+def test_lambda_b_per_quality() -> None:
+    """With lambda_b_low, a batch under its target gets a weight that runs
+    log-linearly from lambda_b_low (q = 0) to lambda_b (q = 1)."""
+    cfg = LossConfig(target_bpp=0.6, lambda_a=0.5, target_bpp_low=0.06, lambda_a_low=4.0, lambda_b=2.0**-9,
+                     lambda_b_low=2.0**-6, target_warmup_steps=0)
+    assert rate_lambda(cfg, 0.01, 0, 0.0) == pytest.approx(2.0**-6)
+    assert rate_lambda(cfg, 0.01, 0, 1.0) == pytest.approx(2.0**-9)
+    assert rate_lambda(cfg, 0.01, 0, 0.5) == pytest.approx(2.0**-7.5)
+    assert rate_lambda(cfg, 0.7, 0, 1.0) == pytest.approx(0.5)  # above the target: lambda_a as before
+    warm = dataclasses.replace(cfg, target_warmup_steps=10)
+    assert rate_lambda(warm, 0.01, 3, 1.0) == pytest.approx(0.5 * 2.0**-9)
+    with pytest.raises(ValueError, match="lambda_b_low"):
+        LossConfig(lambda_b_low=0.01)  # a single-rate loss
+    with pytest.raises(ValueError, match="lambda_b_low"):
+        dataclasses.replace(cfg, lambda_b_low=-1.0)
+
+
 # --------------------------------------------------------------------------- LPIPS: lookup and refusal
 
 

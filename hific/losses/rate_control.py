@@ -13,7 +13,10 @@ During the first ``target_warmup_steps`` the target is relaxed
 
 A variable-rate model samples a quality ``q`` in [0, 1] per batch; its target
 and ``lambda_a`` run log-linearly from ``target_bpp_low``/``lambda_a_low`` at
-``q = 0`` to ``target_bpp``/``lambda_a`` at ``q = 1``.
+``q = 0`` to ``target_bpp``/``lambda_a`` at ``q = 1``; so does ``lambda_b``
+from ``lambda_b_low`` when that is set. Below its target a batch is weighted
+by ``lambda_b`` alone, so ``lambda_b`` sets where the rate settles at the top
+qualities, whose targets are a ceiling the model does not reach.
 
 The weight is a pure function of (config, quantised bpp, step, quality), so
 a resumed run picks the same weights as an uninterrupted one.
@@ -74,6 +77,8 @@ def rate_lambda(cfg: LossConfig, quantised_bpp: float, step: int, quality: Optio
         raise LossInputError(f"bpp is {bpp}; the step diverged. Lower the learning rate")
     if bpp > rate_target(cfg, step, quality):
         lam = cfg.lambda_a if quality is None else _log_lerp(cfg.lambda_a_low, cfg.lambda_a, quality)
+    elif quality is not None and cfg.lambda_b_low > 0:
+        lam = _log_lerp(cfg.lambda_b_low, cfg.lambda_b, quality)
     else:
         lam = cfg.lambda_b
     return lam * (cfg.lambda_warmup_factor if step < cfg.target_warmup_steps else 1.0)

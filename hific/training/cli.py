@@ -39,6 +39,7 @@ _OVERRIDES = {
     "lambda_a": ("loss", "lambda_a"),
     "target_bpp_low": ("loss", "target_bpp_low"),
     "lambda_a_low": ("loss", "lambda_a_low"),
+    "lambda_b_low": ("loss", "lambda_b_low"),
     "warmup_steps": ("loss", "target_warmup_steps"),
     "perceptual": ("loss", "perceptual"),
     "lambda_b": ("loss", "lambda_b"),
@@ -94,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target-bpp-low", type=float, help="variable-rate models: the rate target at quality 0")
     g.add_argument("--lambda-a-low", type=float, help="variable-rate models: lambda_a at quality 0")
     g.add_argument("--perceptual", choices=("lpips-alex", "lpips-squeeze", "none"))
-    g.add_argument("--lambda-b", type=float, help="rate weight while the batch bpp is at or below the target")
+    g.add_argument("--lambda-b", type=float, help="rate weight while the batch bpp is at or below the target "
+                   "(at quality 1 with --lambda-b-low)")
+    g.add_argument("--lambda-b-low", type=float, help="variable-rate models: lambda_b at quality 0")
     g.add_argument("--k-m", type=float, help="MSE weight (MSE on 0..255)")
     g.add_argument("--k-p", type=float, help="LPIPS weight")
     g.add_argument("--beta", type=float, help="adversarial weight")
