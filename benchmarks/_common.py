@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -24,3 +24,11 @@ def model_and_digest(preset: str, checkpoint: Optional[str]) -> Tuple[torch.nn.M
     torch.manual_seed(0)
     model = build_model(get_config(preset))
     return model, model_digest(model.config, model.state_dict())
+
+
+def photo_paths(folder: str, limit: int = 0) -> List[Path]:
+    """The images in ``folder`` (sorted by name), the first ``limit`` if it is set."""
+    from hific.limits import IMAGE_EXTENSIONS
+
+    paths = sorted(q for q in Path(folder).iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+    return paths[:limit] if limit else paths

@@ -32,18 +32,17 @@ def main() -> int:
     args = p.parse_args()
 
     import torch
+    from _common import photo_paths
     from tqdm import tqdm
 
     from hific.checkpoint import load_model
     from hific.coding import Codec
     from hific.evaluation.metrics import image_metrics
     from hific.image_io import read_image
-    from hific.limits import IMAGE_EXTENSIONS
     from hific.losses import load_lpips
 
     torch.set_grad_enabled(False)
-    paths = sorted(q for q in Path(args.images).iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
-    paths = paths[: args.limit] if args.limit else paths
+    paths = photo_paths(args.images, args.limit)
     codecs = {name: Codec(*load_model(path)) for name, path in (("fp32", args.full), ("fp16", args.half))}
     if codecs["fp32"].variable_rate != codecs["fp16"].variable_rate:
         raise SystemExit("error: one checkpoint is variable-rate and the other is not")

@@ -59,6 +59,7 @@ def main() -> int:
     args = p.parse_args()
 
     import torch
+    from _common import photo_paths
     from tqdm import tqdm
 
     from hific.checkpoint import load_model
@@ -66,13 +67,11 @@ def main() -> int:
     from hific.coding.rate import RateTargetError
     from hific.evaluation.metrics import image_metrics
     from hific.image_io import read_image
-    from hific.limits import IMAGE_EXTENSIONS
     from hific.losses import load_lpips
     from hific.zoo import default_checkpoint
 
     torch.set_grad_enabled(False)
-    paths = sorted(q for q in Path(args.images).iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
-    paths = paths[: args.limit] if args.limit else paths
+    paths = photo_paths(args.images, args.limit)
     qualities = [float(q) for q in args.qualities.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     skip = set(filter(None, args.skip.split(",")))

@@ -11,8 +11,9 @@ the first of:
 5. a download from ``$HIFIC_ZOO_URL`` (default :data:`ZOO_URL`) into that
    cache, checked against :data:`SHA256`; ``HIFIC_OFFLINE=1`` forbids it.
 
-The wheel carries the ``lo`` checkpoint, so an installed package works
-offline; steps 4 and 5 serve checkpoints that do not ship in it.
+The wheel carries the shipped checkpoints (``lo``, and the variable-rate
+model behind ``mi`` and ``hi``), so an installed package works offline;
+steps 4 and 5 serve checkpoints that do not ship in it.
 """
 
 from __future__ import annotations
@@ -33,23 +34,30 @@ OFFLINE_ENV = "HIFIC_OFFLINE"
 # Placeholder: where release assets would live; every file is checked against SHA256.
 ZOO_URL = "https://example.org/hific/checkpoints/"
 
-# quality -> file name in checkpoints/. Filled in as trained models ship.
-SHIPPED: Dict[str, str] = {"lo": "hific-small-lo-d5f4f9d0.pt"}
+# quality -> file name in checkpoints/. lo is the single-rate model; mi and hi
+# are qualities of the variable-rate one (see checkpoints/MODEL_CARD.md).
+SHIPPED: Dict[str, str] = {
+    "lo": "hific-small-lo-d5f4f9d0.pt",
+    "mi": "hific-small-vr-f46cb70b.pt",
+    "hi": "hific-small-vr-f46cb70b.pt",
+}
 
 # --quality lo|mi|hi on a variable-rate checkpoint: the quality each name
-# stands for. Placeholders until a variable-rate model ships; they will be
-# set from its measured rates (about 0.14, 0.30 and 0.45 bpp on val).
-VARIABLE_RATE_QUALITIES: Dict[str, float] = {"lo": 0.3, "mi": 0.6, "hi": 0.85}
+# stands for, set from the shipped variable-rate model's measured rates on the
+# 86 val photos: 0.143, 0.30 and 0.444 bpp on average (MODEL_CARD.md).
+VARIABLE_RATE_QUALITIES: Dict[str, float] = {"lo": 0.4, "mi": 0.75, "hi": 1.0}
 # The shipped key whose file is variable-rate: compress uses it for a numeric
-# --quality, --bpp and --size when no checkpoint is named. None until one ships.
-VARIABLE_RATE_KEY: Optional[str] = None
+# --quality, --bpp and --size when no checkpoint is named.
+VARIABLE_RATE_KEY: Optional[str] = "mi"
 # file name -> the model id (``preset:digest``) it writes into .hific files, so
 # that decompress finds the shipped model a file was made with.
 MODEL_IDS: Dict[str, str] = {
     "hific-small-lo-d5f4f9d0.pt": "hific-small-lo:d8c2f0831da91168",
+    "hific-small-vr-f46cb70b.pt": "hific-small-vr:fcf3b594991f8c65",
 }
 SHA256: Dict[str, str] = {
     "hific-small-lo-d5f4f9d0.pt": "d5f4f9d092e03f6f3a93940711a394c30880a013fe34303318a5c7c0bcd0d4ce",
+    "hific-small-vr-f46cb70b.pt": "f46cb70b836eb65717bd5a66b89f5afdb627a7050d9bd1803f426e9aec92c4a6",
 }
 
 HOW_TO_GET_ONE = (

@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 import pytest
+import torch
 
 from hific import zoo
 from hific.checkpoint import load_checkpoint, load_model, state_digest
@@ -31,6 +32,9 @@ LPIPS_BAND = 0.01  # absolute, on the mean
 PSNR_BAND = 0.3  # dB, on the mean
 REFERENCE = {
     "lo": {"bpp": [0.1458, 0.1426, 0.1159, 0.1167], "lpips": 0.3273, "psnr": 23.76},  # hific-small-lo-d5f4f9d0.pt
+    # hific-small-vr-f46cb70b.pt at zoo.VARIABLE_RATE_QUALITIES (0.75 and 1.0), realism 1
+    "mi": {"bpp": [0.3349, 0.3252, 0.2941, 0.2928], "lpips": 0.3065, "psnr": 24.64},
+    "hi": {"bpp": [0.4864, 0.4732, 0.4373, 0.4348], "lpips": 0.3035, "psnr": 24.64},
 }
 
 
@@ -45,6 +49,15 @@ def test_a_low_rate_checkpoint_ships_and_is_the_default(monkeypatch: pytest.Monk
     assert zoo.default_checkpoint("lo") == _path("lo")
 
 
+def test_the_variable_rate_key_names_a_variable_rate_checkpoint() -> None:
+    if zoo.VARIABLE_RATE_KEY is None:
+        pytest.skip("no variable-rate checkpoint ships")
+    model, _ = load_model(_path(zoo.VARIABLE_RATE_KEY))
+    assert model.variable_rate
+    assert all(0.0 <= q <= 1.0 for q in zoo.VARIABLE_RATE_QUALITIES.values())
+    assert zoo.VARIABLE_RATE_QUALITIES["lo"] < zoo.VARIABLE_RATE_QUALITIES["mi"] < zoo.VARIABLE_RATE_QUALITIES["hi"]
+
+
 @pytest.mark.parametrize("quality", sorted(zoo.SHIPPED))
 def test_shipped_checkpoint_is_small_named_after_its_bytes_and_loads(quality: str) -> None:
     import hashlib
@@ -56,9 +69,12 @@ def test_shipped_checkpoint_is_small_named_after_its_bytes_and_loads(quality: st
     assert ckpt["kind"] == "inference" and not ckpt.get("training_state") and not ckpt.get("discriminator")
     assert path.name == f"{ckpt['config']['name']}-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}.pt"
     model, digest = load_model(path)
-    # The digest is over the config as stored: later hific versions add config
-    # fields (with defaults), and the model id in existing files must not change.
-    assert state_digest(ckpt["config"], model.state_dict()) == digest == ckpt["model_digest"]
+    # The digest is over the config and the tensors as stored (float16 ones
+    # too): later hific versions add config fields (with defaults), and the
+    # model id in existing files must not change.
+    assert state_digest(ckpt["config"], ckpt["model"]) == digest == ckpt["model_digest"]
+    if all(t.dtype != torch.float16 for t in ckpt["model"].values()):
+        assert state_digest(ckpt["config"], model.state_dict()) == digest
     # decompress finds a file's shipped model by this id
     assert zoo.MODEL_IDS[path.name] == f"{ckpt['config']['name']}:{digest[:16]}"
 
