@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(classical ones on --bpp-grid)")
     p.add_argument("--bpp-grid", type=_floats, default=None,
                    help="target bpps for classical codecs in --mode curves (default 0.1,0.15,0.2,0.3,0.45,0.6)")
-    p.add_argument("--anchor", help="the curve BD-rate/BD-metric compare against (default: hific)")
+    p.add_argument("--anchor", help="the curve BD-rate/BD-metric compare against (default: hific, at its highest --realism)")
     p.add_argument("--qualities", type=_unit_floats, default=(),
                    help="hific rate knobs in [0,1], e.g. 0.1,0.3,0.6,1.0 (variable-rate checkpoints)")
     p.add_argument("--realism", type=_unit_floats, default=(),

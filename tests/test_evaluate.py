@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -345,3 +346,17 @@ def test_absent_learned_weights_stop_before_any_coding(tiny_ckpt: Path, val_dir:
                        "--codecs", "compressai:mbt2018-mean@2", "--learned-weights", str(tmp_path),
                        "--device", "cpu", "--no-progress"], capsys)
     assert f"--learned-weights {tmp_path} has no checkpoints/mbt2018-mean-2-" in line
+
+
+def test_the_default_anchor_is_the_realistic_hific_curve() -> None:
+    """With realism levels, the default and ``--anchor hific`` both mean the r = 1 curve."""
+    from hific.evaluation.harness import EvalOptions, _Hific, _check_anchor
+
+    ckpts = [_Hific("a", "a.pt", None, False)]  # type: ignore[arg-type]
+    opts = EvalOptions(data="d", checkpoints=["a.pt"], out="o", realisms=(0.0, 1.0))
+    assert _check_anchor(opts, ckpts, []) == "hific r=1.0"
+    assert _check_anchor(dataclasses.replace(opts, anchor="hific"), ckpts, []) == "hific r=1.0"
+    assert _check_anchor(dataclasses.replace(opts, anchor="hific r=0.0"), ckpts, []) == "hific r=0.0"
+    assert _check_anchor(dataclasses.replace(opts, realisms=()), ckpts, []) == "hific"
+    with pytest.raises(ValueError, match=r"hific r=1\.0, hific r=0\.0"):
+        _check_anchor(dataclasses.replace(opts, anchor="bpg"), ckpts, [])

@@ -69,7 +69,9 @@ class EvalOptions:
         qualities: hific rate knobs in [0, 1] (variable-rate checkpoints only).
         realisms: hific realism knobs in [0, 1] (variable-rate checkpoints only).
         bpp_grid: Target bpps of the classical codecs' curves in ``curves`` mode.
-        anchor: The curve the BD table compares against (default: the first hific curve).
+        anchor: The curve the BD table compares against (default: the first
+            checkpoint's curve at the highest realism; a checkpoint's bare
+            name, e.g. ``hific``, means the same).
         learned_weights: Offline weights folder of the learned baselines.
     """
 
@@ -251,9 +253,13 @@ def _load_checkpoints(opts: EvalOptions, device: torch.device) -> List[_Hific]:
 
 
 def _check_anchor(opts: EvalOptions, ckpts: List[_Hific], codecs: List[BaselineCodec]) -> str:
-    hific = list(dict.fromkeys(c.curve(r) for c in ckpts for r in (list(opts.realisms) or [None])))
+    """The BD anchor's curve key. By default, and for a checkpoint's bare name
+    (``hific``), the first checkpoint's curve at the highest realism: the HiFiC look."""
+    realisms = sorted(opts.realisms, reverse=True) or [None]
+    hific = list(dict.fromkeys(c.curve(r) for c in ckpts for r in realisms))
     known = hific + [c.name for c in codecs]
-    anchor = opts.anchor or hific[0]
+    bare = {c.curve(None): c.curve(realisms[0]) for c in ckpts}
+    anchor = bare.get(opts.anchor, opts.anchor) if opts.anchor else hific[0]
     if anchor not in known:
         raise ValueError(f"--anchor {anchor!r} is not one of the curves: {', '.join(known)}")
     return anchor
