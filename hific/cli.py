@@ -113,12 +113,12 @@ def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
             raise HificError(f"{where}: cannot create the output folder ({exc.strerror or exc})") from None
 
 
-def _shipped_key(args: argparse.Namespace) -> str:
+def _shipped_key(args: argparse.Namespace, sources: Sequence[Path]) -> str:
     """Which shipped checkpoint to use when none is named.
 
     Compress: the ``--quality`` name, or the variable-rate model for a numeric
     quality, ``--bpp`` or ``--size``. Decompress: ``--quality`` if given, else
-    the shipped model that made the first readable input, else ``lo``.
+    the shipped model that made the first readable file of ``sources``, else ``lo``.
     """
     from . import zoo
 
@@ -128,7 +128,7 @@ def _shipped_key(args: argparse.Namespace) -> str:
         return zoo.VARIABLE_RATE_KEY or "lo"
     if args.quality:
         return args.quality
-    for path in _expand(args.inputs, (HIFIC_EXTENSION,)):
+    for path in sources:
         try:
             return zoo.shipped_key_for(unpack(path.read_bytes()).model_id) or "lo"
         except (OSError, HificError):
@@ -136,7 +136,7 @@ def _shipped_key(args: argparse.Namespace) -> str:
     return "lo"
 
 
-def _load_codec(args: argparse.Namespace) -> Codec:
+def _load_codec(args: argparse.Namespace, sources: Sequence[Path]) -> Codec:
     import torch
 
     from .checkpoint import load_model
@@ -145,7 +145,7 @@ def _load_codec(args: argparse.Namespace) -> Codec:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = args.checkpoint or default_checkpoint(_shipped_key(args), notice=lambda m: print(f"note: {m}", file=sys.stderr))
+    path = args.checkpoint or default_checkpoint(_shipped_key(args, sources), notice=lambda m: print(f"note: {m}", file=sys.stderr))
     model, digest = load_model(path)
     try:
         codec = Codec(
@@ -245,7 +245,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     pairs = _plan(_expand(args.inputs, IMAGE_EXTENSIONS), args.output, lambda p: p.stem + HIFIC_EXTENSION, args.force)
     tqdm = _bar_class(len(pairs))
-    codec = _load_codec(args)
+    codec = _load_codec(args, [src for src, _ in pairs])
     _make_output_dirs(pairs)
     sizes: Dict[Path, Tuple[int, int]] = {}
 
@@ -291,7 +291,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     from .image_io import write_png
 
     pairs = _plan(_expand(args.inputs, (HIFIC_EXTENSION,)), args.output, lambda p: p.name + ".png", args.force)
-    codec = _load_codec(args)
+    codec = _load_codec(args, [src for src, _ in pairs])
     _make_output_dirs(pairs)
 
     def files() -> Iterator[object]:

@@ -224,7 +224,7 @@ def test_a_bug_keeps_its_traceback_but_the_run_goes_on(
     assert f"error: {folder / 'img1.hific'}: internal error" in err and "Traceback" in err and "KeyError: 'a bug'" in err
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["img0.hific.png", "img2.hific.png"]
 
-    monkeypatch.setattr("hific.cli._load_codec", lambda args: {}["setup bug"])
+    monkeypatch.setattr("hific.cli._load_codec", lambda args, sources: {}["setup bug"])
     with pytest.raises(KeyError):  # outside any file: the traceback reaches the user
         main(["decompress", str(folder), "-o", str(tmp_path / "png2"), *_ck(tiny_ckpt)])
 
