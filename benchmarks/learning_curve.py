@@ -9,7 +9,11 @@ own, in its own process with ``--threads`` intra-op threads, and stops once
 its training steps have used ``--cpu-minutes`` of process CPU time
 (``--max-train-cpu``; validation and saving are not counted). CPU time rather
 than wall time keeps the comparison fair when arms run side by side or the
-machine is busy. Validation codes the first ``--val-images`` val photos into
+machine is busy. With ``--resume-from CKPT`` every arm instead continues one
+training checkpoint exactly (weights, optimisers, discriminator, EMA, data
+order) in its own folder, with its own flags overriding the loss; the CPU
+budget and the table's CPU minutes then count from that checkpoint.
+Validation codes the first ``--val-images`` val photos into
 real files at every (quality, realism) point of the model's grid.
 
 Writes ``curves.md`` (the table), ``curves.csv`` (every validation record)
@@ -54,11 +58,23 @@ def _finished(run: Path) -> bool:
     return any(r["kind"] == "summary" for r in _records(run))
 
 
+def _start(checkpoint: Path) -> Tuple[float, int]:
+    """Training CPU seconds already spent, and the step, of the run that saved ``checkpoint``."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = ckpt.get("training_state") or {}
+    if "optimizer" not in state:
+        raise SystemExit(f"error: {checkpoint} is not a training checkpoint (it has no optimizer state)")
+    return float(state.get("train_cpu_s", 0.0)), int(ckpt["step"])
+
+
 def _command(args: argparse.Namespace, run: Path, flags: List[str]) -> List[str]:
+    start = ["--resume", str(args.resume_from)] if args.resume_from else ["--steps", "1000000"]
     return [
         sys.executable, str(REPO / "train.py"),
         "--data", args.data, "--val", args.val, "--val-images", str(args.val_images),
-        "--out", str(run), "--steps", "1000000", "--max-train-cpu", str(args.cpu_minutes * 60),
+        "--out", str(run), *start, "--max-train-cpu", str(args.cpu_offset + args.cpu_minutes * 60),
         "--val-every", str(args.val_every), "--save-every", str(args.val_every), "--log-every", "20",
         "--workers", "0", "--no-progress", "--device", "cpu",
         *shlex.split(args.common), *flags,
@@ -78,6 +94,8 @@ def _run_arms(args: argparse.Namespace, arms: List[Tuple[str, List[str]]]) -> No
             resume = run / "last.pt"
             if resume.is_file():  # an interrupted arm continues where it stopped
                 cmd = _drop_start_flags([*cmd, "--resume", str(resume)])
+            elif args.resume_from:
+                cmd = _drop_start_flags(cmd, keep_resume=True)
             print(f"[{time.strftime('%H:%M:%S')}] start {name}: {shlex.join(cmd[1:])}", flush=True)
             log = open(run / "train.log", "a")  # noqa: SIM115 (held by the child process until it exits)
             running.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)))
@@ -88,15 +106,17 @@ def _run_arms(args: argparse.Namespace, arms: List[Tuple[str, List[str]]]) -> No
                 print(f"[{time.strftime('%H:%M:%S')}] {name} exited with {proc.returncode}", flush=True)
 
 
-def _drop_start_flags(cmd: List[str]) -> List[str]:
+def _drop_start_flags(cmd: List[str], keep_resume: bool = False) -> List[str]:
     """A resumed run takes its config from its checkpoint: drop --preset,
-    --warm-start and --init with their values."""
+    --warm-start and --init with their values, and every --resume but the
+    last (the arm's own last.pt, or --resume-from with ``keep_resume``)."""
+    last_resume = max((i for i, c in enumerate(cmd) if c == "--resume"), default=-1)
     out, skip = [], False
-    for c in cmd:
+    for i, c in enumerate(cmd):
         if skip:
             skip = False
             continue
-        if c in ("--preset", "--warm-start", "--init"):
+        if c in ("--preset", "--warm-start", "--init") or (c == "--resume" and i != last_resume):
             skip = True
             continue
         out.append(c)
@@ -111,12 +131,14 @@ def _summarise(args: argparse.Namespace, arms: List[Tuple[str, List[str]]]) -> N
         records = _records(args.out / name)
         train = [r for r in records if r["kind"] == "train"]
         vals = [r for r in records if r["kind"] == "val"]
+        for r in [*train, *vals]:  # CPU time counted from the arms' common start
+            r["train_cpu_s"] -= args.cpu_offset
         for r in vals:
             rows.append({"arm": name, **{k: r.get(k) for k in ("step", "train_cpu_s", "quality", "realism", "bpp", "psnr", "lpips", "ms_ssim")}})
         if not train or not vals:
             table.append(f"| {name} | `{' '.join(flags)}` | - | - | no data | | | | |")
             continue
-        first_step = train[0]["step"] - 20 if train[0]["step"] >= 20 else 0
+        first_step = train[0]["step"] - 20 if train[0]["step"] >= args.start_step + 20 else args.start_step
         speed = (train[-1]["step"] - first_step) / max(train[-1]["train_cpu_s"], 1e-9)
         last_step = max(r["step"] for r in vals)
         for r in (v for v in vals if v["step"] == last_step):
@@ -173,10 +195,14 @@ def main() -> int:
     p.add_argument("--cpu-minutes", type=float, default=12.0)
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per arm")
+    p.add_argument("--resume-from", type=Path, help="a training checkpoint every arm continues (instead of --common's start)")
     p.add_argument("--summary-only", action="store_true", help="only rebuild the table and plot")
     args = p.parse_args()
     if not args.arm:
         raise SystemExit("error: give at least one --arm NAME=FLAGS")
+    args.cpu_offset, args.start_step = 0.0, 0
+    if args.resume_from:
+        args.cpu_offset, args.start_step = _start(args.resume_from)
     arms = [_parse_arm(a) for a in args.arm]
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.summary_only:
