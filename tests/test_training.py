@@ -168,6 +168,7 @@ def test_ddp_two_cpu_ranks_stay_in_sync(data_dir: Path, tmp_path: Path, any_lpip
            "--batch-size", "2"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "broadcast_buffers" not in proc.stderr, "DDP was built with its deprecated broadcast_buffers argument"
     summary = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
     assert summary["step"] == 3
     assert len(summary["rank_fingerprints"]) == 2 and summary["ranks_in_sync"]

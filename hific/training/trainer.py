@@ -151,9 +151,11 @@ class Trainer:
             # and their gradients are averaged by hand in _aux_step.
             DDP._set_params_and_buffers_to_ignore_for_model(self.model, ["entropy_bottleneck.quantiles"])
             ids = [info.device.index] if info.device.type == "cuda" else None
-            self.ddp_model = DDP(self.model, device_ids=ids, broadcast_buffers=False)
+            # Buffers (the entropy models' tables) are equal on every rank: they are
+            # synced once at construction and never again in forward.
+            self.ddp_model = DDP(self.model, device_ids=ids, forward_sync_buffers=False)
             if self.disc is not None:
-                self.ddp_disc = DDP(self.disc, device_ids=ids, broadcast_buffers=False)
+                self.ddp_disc = DDP(self.disc, device_ids=ids, forward_sync_buffers=False)
         if opts.compile:  # in place: parameter names, the EMA's and the checkpoint's, stay the model's own
             self.model.g_a.compile()
             self.model.g_s.compile()
