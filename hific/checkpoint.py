@@ -282,16 +282,17 @@ def export_checkpoint(src: PathLike, out_dir: PathLike, *, half: bool = False, e
     name = os.fspath(src)
     model, _ = model_from_checkpoint(ckpt, name)
     if ema:
+        from .training.ema import WeightEMA
+
         shadow = (ckpt.get("training_state") or {}).get("ema")
-        if not isinstance(shadow, dict):
+        if shadow is None:
             raise CheckpointError(f"{name}: no moving average of the weights (train with --ema)")
-        params = dict(model.named_parameters())
-        if set(shadow) != set(params) or any(not isinstance(v, torch.Tensor) or v.shape != params[k].shape
-                                             for k, v in shadow.items()):
-            raise CheckpointError(f"{name}: the moving average does not match the model's parameters")
-        with torch.no_grad():
-            for k, p in params.items():
-                p.copy_(shadow[k])
+        average = WeightEMA(model, decay=0.5)  # the decay is unused: nothing is updated
+        try:
+            average.load_state_dict(shadow)
+        except ValueError:
+            raise CheckpointError(f"{name}: the moving average does not match the model's parameters") from None
+        model = average.averaged(model)
     return _write_inference(model, ckpt.get("step", 0), out_dir, half=half)
 
 

@@ -162,6 +162,10 @@ def test_export_ema_takes_the_moving_average(tmp_path) -> None:
     torch.testing.assert_close(avg[key], raw[key] + 0.25, rtol=0, atol=1e-6)
     with pytest.raises(CheckpointError, match="no moving average"):
         ck.export_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "plain.pt"), tmp_path / "x", ema=True)
+    key_shape = dict(shadow, **{key: shadow[key][:1]})
+    bad = ck.save_checkpoint(tmp_path / "bad.pt", ck.make_checkpoint(model, step=7, training_state={"ema": key_shape}))
+    with pytest.raises(CheckpointError, match="does not match"):
+        ck.export_checkpoint(bad, tmp_path / "y", ema=True)
 
 
 def test_average_is_the_mean_of_the_weights_and_codes(tmp_path, photo: np.ndarray) -> None:

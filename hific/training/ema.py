@@ -39,7 +39,14 @@ class WeightEMA:
         return dict(self.shadow)
 
     def load_state_dict(self, state: Dict[str, Tensor]) -> None:
-        if set(state) != set(self.shadow):
+        """Take a saved average; every parameter's, of its exact shape.
+
+        Raises:
+            ValueError: if ``state`` is not a dict of this model's parameters.
+        """
+        if not isinstance(state, dict) or set(state) != set(self.shadow) or any(
+            not isinstance(v, Tensor) or v.shape != self.shadow[k].shape for k, v in state.items()
+        ):
             raise ValueError("the checkpoint's EMA does not match this model's parameters")
         for k, v in state.items():
             self.shadow[k].copy_(v)
