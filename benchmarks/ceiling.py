@@ -84,7 +84,6 @@ def main() -> int:
         with torch.no_grad():
             for rgb in photos:
                 x = to_tensor(rgb)
-                x = x if x.dim() == 4 else x[None]
                 for label, bpp, y_hat, q in _decodes(model, x, qualities):
                     for r in realisms:
                         cond = model.generator_condition(q, r, 1, x.device)

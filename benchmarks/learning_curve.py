@@ -93,9 +93,9 @@ def _run_arms(args: argparse.Namespace, arms: List[Tuple[str, List[str]]]) -> No
             cmd = _command(args, run, flags)
             resume = run / "last.pt"
             if resume.is_file():  # an interrupted arm continues where it stopped
-                cmd = _drop_start_flags([*cmd, "--resume", str(resume)])
-            elif args.resume_from:
-                cmd = _drop_start_flags(cmd, keep_resume=True)
+                cmd = [*cmd, "--resume", str(resume)]
+            if resume.is_file() or args.resume_from:
+                cmd = _drop_start_flags(cmd)
             print(f"[{time.strftime('%H:%M:%S')}] start {name}: {shlex.join(cmd[1:])}", flush=True)
             log = open(run / "train.log", "a")  # noqa: SIM115 (held by the child process until it exits)
             running.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)))
@@ -106,10 +106,10 @@ def _run_arms(args: argparse.Namespace, arms: List[Tuple[str, List[str]]]) -> No
                 print(f"[{time.strftime('%H:%M:%S')}] {name} exited with {proc.returncode}", flush=True)
 
 
-def _drop_start_flags(cmd: List[str], keep_resume: bool = False) -> List[str]:
+def _drop_start_flags(cmd: List[str]) -> List[str]:
     """A resumed run takes its config from its checkpoint: drop --preset,
     --warm-start and --init with their values, and every --resume but the
-    last (the arm's own last.pt, or --resume-from with ``keep_resume``)."""
+    last (the arm's own last.pt if it has one, else --resume-from)."""
     last_resume = max((i for i, c in enumerate(cmd) if c == "--resume"), default=-1)
     out, skip = [], False
     for i, c in enumerate(cmd):
