@@ -6,6 +6,7 @@ Examples::
            --codecs jpeg,webp,avif,jxl,hevc,compressai:mbt2018-mean --out report/
     python -m hific.evaluate --checkpoint A.pt --data DIR --mode curves --anchor webp \\
            --codecs jpeg,webp,compressai:bmshj2018-hyperprior@1,2,3,4 --out report/
+    python -m hific.evaluate --checkpoint NEW.pt --data DIR --mode curves --baselines-from report/ --out report2/
 
 Then open ``report/index.html``. See ``hific/evaluation/harness.py`` for
 exactly what is computed (also written into ``results.json`` under
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from .errors import HificError, first_line
+
+DEFAULT_CODECS = "jpeg,webp,avif,jxl,hevc"
 
 
 def _floats(text: str) -> Tuple[float, ...]:
@@ -50,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a hific checkpoint; repeat for several operating points (lo/mi/hi)")
     p.add_argument("--label", action="append", default=[], help="a name per --checkpoint (default: file stem)")
     p.add_argument("--data", required=True, help="folder of test images")
-    p.add_argument("--codecs", default="jpeg,webp,avif,jxl,hevc",
+    p.add_argument("--codecs", default=None,
                    help="comma-separated baselines: jpeg, webp, avif, jxl, hevc, compressai:MODEL[/ms-ssim], "
-                        "msillm; NAME@1,2,3 or NAME@1..6 restricts one to those qualities")
+                        "msillm; NAME@1,2,3 or NAME@1..6 restricts one to those qualities (default: the five "
+                        "classical ones; none with --baselines-from)")
     p.add_argument("--mode", default="matched", choices=("matched", "curves"),
                    help="matched: baselines at hific's bpp per image; curves: every codec at its own qualities "
                         "(classical ones on --bpp-grid)")
@@ -66,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learned-weights",
                    help="offline weights of learned baselines: a torch hub folder with checkpoints/, or a "
                         "TORCH_HOME (default: torch hub's cache, downloading on first use)")
+    p.add_argument("--baselines-from", metavar="REPORT",
+                   help="reuse the baseline rows of an earlier --mode curves report on the same images (its folder "
+                        "or its results_aggregate.csv) instead of coding them again")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--limit", type=int, default=0, help="use only the first N images")
@@ -83,12 +90,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .evaluation.harness import DEFAULT_GRID, EvalOptions, run_evaluation
     from .evaluation.report import bd_markdown, markdown_table, write_report
 
+    if args.codecs is None:
+        args.codecs = "" if args.baselines_from else DEFAULT_CODECS
     opts = EvalOptions(data=args.data, checkpoints=tuple(args.checkpoint), out=args.out,
                        codecs=tuple(split_specs(args.codecs)), device=args.device, limit=args.limit,
                        lpips_weights=args.lpips_weights, fid_weights=args.fid_weights, progress=args.progress,
                        labels=tuple(args.label), mode=args.mode, qualities=args.qualities, realisms=args.realism,
                        bpp_grid=args.bpp_grid or DEFAULT_GRID, anchor=args.anchor,
-                       learned_weights=args.learned_weights)
+                       learned_weights=args.learned_weights, baselines_from=args.baselines_from)
     try:
         results = run_evaluation(opts)
         write_report(results, Path(args.out), crop_images=args.crops)

@@ -309,6 +309,66 @@ def test_curves_report_in_headless_chromium(curves: Path, tmp_path: Path) -> Non
     assert state["methods"][0] == "original" and len(state["methods"]) == 1 + 2 + 4 + 2
 
 
+@pytest.mark.slow
+def test_baselines_from_an_earlier_curves_report(curves: Path, lpips_dir: Path, tmp_path: Path) -> None:
+    """A new checkpoint against the baselines of ``curves``, without coding them again: the same rows and deltas."""
+    root = curves.parent
+    out = tmp_path / "again"
+    rc = main(["--checkpoint", str(root / "b.pt"), "--data", str(root / "data"), "--out", str(out), "--mode", "curves",
+               "--baselines-from", str(curves), "--anchor", "jpeg", "--device", "cpu", "--lpips-weights",
+               str(lpips_dir), "--fid-weights", str(lpips_dir.parent / FID_DIR_NAME), "--no-progress", "--crops", "1"])
+    assert rc == 0
+    before, after = _results(curves), _results(out)
+
+    def rows(res: Dict[str, Any], hific: bool) -> List[Dict[str, Any]]:  # lpips_ratio: relative to this run's hific
+        return sorted(({k: v for k, v in r.items() if k != "lpips_ratio"} for r in res["aggregate"]
+                       if (r["method"] == "hific") == hific), key=lambda r: r["label"])
+
+    assert rows(after, False) == rows(before, False) and len(rows(after, False)) == 2 + 2 + 2
+    assert rows(after, True) == [r for r in rows(before, True) if r["label"] == "hific b"]
+    assert {r["method"] for r in after["per_image"]} == {"hific"}  # nothing else was coded
+    ours = rows(after, True)[0]["lpips"]
+    assert all(r["lpips_ratio"] == pytest.approx(r["lpips"] / ours) for r in after["aggregate"])
+    assert not (out / "files" / "curves" / "jpeg").exists()
+    assert after["curves"]["webp"] == before["curves"]["webp"]  # the plots' legend keeps the codec's name
+    bd_before = {r["curve"]: r for r in before["bd"]["rows"]}
+    for r in after["bd"]["rows"]:
+        if r["curve"] != "hific":
+            assert r == bd_before[r["curve"]]
+    assert "reused from" in after["summary"] and after["baselines_from"] == str(curves)
+
+
+def test_baselines_from_refuses_another_image_set(tiny_ckpt: Path, photos: List[Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    header = "point,method,label,curve,images,quality,realism,bpp,psnr,ms_ssim,lpips,at_floor,fid,kid,kid_std,patches"
+    jpeg = "curves,jpeg,JPEG @ 0.100 bpp,jpeg,{n},,,0.1,25.0,0.9,0.3,0,nan,nan,nan,0"
+    report, val_dir = tmp_path / "earlier", tmp_path / "data"
+    report.mkdir()
+    val_dir.mkdir()
+    for p in photos[:2]:
+        shutil.copy(p, val_dir / p.name)
+    argv = ["--checkpoint", str(tiny_ckpt), "--data", str(val_dir), "--out", str(tmp_path / "r"), "--mode", "curves",
+            "--baselines-from", str(report), "--device", "cpu", "--no-progress"]
+    n = len(list(val_dir.iterdir()))
+    cases = [  # (csv text, the error's key words)
+        (f"{header}\n{jpeg.format(n=n + 1)}\n", f"made on {n + 1} images, this run has {n}"),
+        ("not,a,report\n1,2,3\n", "not a results_aggregate.csv"),
+        (f"{header}\n{jpeg.format(n=n).replace('curves,', 'tiny,', 1)}\n", "not a --mode curves report"),
+        (f"{header}\n{jpeg.format(n=n).replace('0.1,25.0', '0.1,x')}\n", "column 'psnr' is not a number"),
+        (f"{header}\n{jpeg.format(n=n)},extra\n", "wrong number of fields"),
+    ]
+    for text, words in cases:
+        (report / "results_aggregate.csv").write_text(text)
+        assert words in _cli_error(argv, capsys)
+    (report / "results_aggregate.csv").write_text(f"{header}\n{jpeg.format(n=n)}\n")
+    (report / "results.json").write_text(json.dumps({"images": [{"name": f"other{i}"} for i in range(n)]}))
+    assert "was made on other images" in _cli_error(argv, capsys)
+    (report / "results.json").write_text(json.dumps({"images": [{"name": p.stem} for p in photos[:2]]}))
+    assert "--codecs jpeg is also in" in _cli_error([*argv, "--codecs", "jpeg"], capsys)
+    assert "needs --mode curves" in _cli_error([a for a in argv if a not in ("--mode", "curves")], capsys)
+    assert not (tmp_path / "r").exists()
+
+
 def _cli_error(argv: List[str], capsys: pytest.CaptureFixture) -> str:
     rc = main(argv)
     err = capsys.readouterr().err.strip().splitlines()

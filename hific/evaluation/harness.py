@@ -44,6 +44,7 @@ from .fid import InceptionFeatures, extract_patches, fid_kid
 from .learned import LearnedCodec
 from .metrics import image_metrics
 from .points import check_rate_options, hific_points, qualities_for
+from .reuse import baseline_label, load_baseline_rows
 
 EXTENSIONS = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl", "hevc": ".heic"}
 MODES = ("matched", "curves")
@@ -73,6 +74,9 @@ class EvalOptions:
             checkpoint's curve at the highest realism; a checkpoint's bare
             name, e.g. ``hific``, means the same).
         learned_weights: Offline weights folder of the learned baselines.
+        baselines_from: An earlier curves report on the same images whose
+            baseline rows are reused instead of re-coded
+            (:mod:`hific.evaluation.reuse`); ``curves`` mode only.
     """
 
     data: str
@@ -91,6 +95,7 @@ class EvalOptions:
     bpp_grid: Sequence[float] = DEFAULT_GRID
     anchor: Optional[str] = None
     learned_weights: Optional[str] = None
+    baselines_from: Optional[str] = None
 
 
 class _Scorer:
@@ -252,12 +257,12 @@ def _load_checkpoints(opts: EvalOptions, device: torch.device) -> List[_Hific]:
     return [_Hific(label, str(path), codec, several) for label, path, codec in loaded]
 
 
-def _check_anchor(opts: EvalOptions, ckpts: List[_Hific], codecs: List[BaselineCodec]) -> str:
+def _check_anchor(opts: EvalOptions, ckpts: List[_Hific], names: List[str]) -> str:
     """The BD anchor's curve key. By default, and for a checkpoint's bare name
     (``hific``), the first checkpoint's curve at the highest realism: the HiFiC look."""
     realisms = sorted(opts.realisms, reverse=True) or [None]
     hific = list(dict.fromkeys(c.curve(r) for c in ckpts for r in realisms))
-    known = hific + [c.name for c in codecs]
+    known = hific + names
     bare = {c.curve(None): c.curve(realisms[0]) for c in ckpts}
     anchor = bare.get(opts.anchor, opts.anchor) if opts.anchor else hific[0]
     if anchor not in known:
@@ -279,7 +284,9 @@ def run_evaluation(opts: EvalOptions) -> Dict[str, Any]:
         paths = paths[: opts.limit]
     ckpts = _load_checkpoints(opts, device)
     codecs = build_codecs(opts.codecs, opts.learned_weights, str(device))
-    anchor = _check_anchor(opts, ckpts, codecs)
+    reused = _reused_rows(opts, [p.stem for p in paths], codecs)
+    reused_labels = {r["curve"]: baseline_label(r["label"]) for r in reused}
+    anchor = _check_anchor(opts, ckpts, [c.name for c in codecs] + list(reused_labels))
     for c in codecs:  # absent weights fail here, before any image is coded
         if isinstance(c, LearnedCodec):
             for q in c.qualities:
@@ -310,13 +317,16 @@ def run_evaluation(opts: EvalOptions) -> Dict[str, Any]:
     for ckpt in ckpts:
         ckpt.codec.close()
 
-    aggregate = _aggregate(run.rows, real_feats, run.fake_feats)
+    aggregate = _with_lpips_ratio(_aggregate(run.rows, real_feats, run.fake_feats) + reused)
     labels = {r["curve"]: (next((c.label for c in codecs if c.name == r["curve"]), r["curve"])) for r in aggregate}
+    labels.update(reused_labels)
     seconds = time.perf_counter() - start
     points = list(dict.fromkeys(r["point"] for r in run.rows))
     return {
         "summary": (f"{len(paths)} images from {opts.data}; {len(ckpts)} checkpoint(s); mode {opts.mode}; codecs: "
-                    f"{', '.join(c.name for c in codecs) or 'none'}; run time {seconds:.0f} s on {device}."),
+                    f"{', '.join(c.name for c in codecs) or 'none'}"
+                    + (f"; reused from {opts.baselines_from}: {', '.join(reused_labels)}" if reused else "")
+                    + f"; run time {seconds:.0f} s on {device}."),
         "seconds": seconds,
         "device": str(device),
         "mode": opts.mode,
@@ -324,6 +334,7 @@ def run_evaluation(opts: EvalOptions) -> Dict[str, Any]:
         "checkpoints": {c.label: c.path for c in ckpts},
         "presets": {c.label: c.codec.preset for c in ckpts},
         "codec_settings": {c.name: {"label": c.label, **c.settings} for c in codecs},
+        "baselines_from": opts.baselines_from,
         "curves": labels,
         "protocol": {**PROTOCOL, "bd": BD_PROTOCOL},
         "images": images,
@@ -331,6 +342,19 @@ def run_evaluation(opts: EvalOptions) -> Dict[str, Any]:
         "aggregate": aggregate,
         "bd": bd_table(aggregate, anchor, labels),
     }
+
+
+def _reused_rows(opts: EvalOptions, image_names: List[str], codecs: List[BaselineCodec]) -> List[Dict[str, Any]]:
+    """Baseline rows of ``opts.baselines_from``, none of them a codec this run codes itself."""
+    if not opts.baselines_from:
+        return []
+    if opts.mode != "curves":
+        raise ValueError("--baselines-from needs --mode curves")
+    rows = load_baseline_rows(opts.baselines_from, image_names)
+    twice = sorted({r["curve"] for r in rows} & {c.name for c in codecs})
+    if twice:
+        raise ValueError(f"--codecs {twice[0]} is also in --baselines-from {opts.baselines_from}; drop one")
+    return rows
 
 
 PROTOCOL = {
@@ -362,7 +386,7 @@ def _mean(values: List[float]) -> float:
 
 def _aggregate(per_image: List[Dict[str, Any]], real_feats: List[torch.Tensor],
                fake_feats: Dict[Tuple[str, str, str], List[torch.Tensor]]) -> List[Dict[str, Any]]:
-    """Means over images per (point, method, label), FID/KID over their patches, LPIPS relative to hific."""
+    """Means over images per (point, method, label), and FID/KID over their patches."""
     real = torch.cat(real_feats) if real_feats else None
     groups: Dict[Tuple[str, str, str], List[Dict[str, Any]]] = {}
     for r in per_image:
@@ -382,7 +406,12 @@ def _aggregate(per_image: List[Dict[str, Any]], real_feats: List[torch.Tensor],
         else:
             row.update({"fid": math.nan, "kid": math.nan, "kid_std": math.nan, "patches": 0})
         rows.append(row)
-    for row in rows:  # LPIPS / ours, where a point has exactly one hific row (matched, one realism)
+    return rows
+
+
+def _with_lpips_ratio(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """LPIPS / ours on every row, where its point has exactly one hific row (e.g. matched, one realism)."""
+    for row in rows:
         ours = [r for r in rows if r["point"] == row["point"] and r["method"] == "hific"]
         ok = len(ours) == 1 and ours[0]["lpips"] > 0
         row["lpips_ratio"] = row["lpips"] / ours[0]["lpips"] if ok else math.nan
