@@ -367,11 +367,12 @@ def _write_inference(model: HificModel, step: int, out_dir: PathLike, *, half: b
     """Compute the CDF tables and write ``model`` as ``<preset>-<sha8>.pt``."""
     model.update(force=True)
     out = make_checkpoint(model, step=step, kind="inference")
-    if half:
-        out["model"] = {
-            k: v.half() if v.is_floating_point() and not _is_cdf_table(k) else v
-            for k, v in out["model"].items()
-        }
+    if half:  # the learned weights; the entropy models' constants (bounds, scale table) stay float32
+        constants = {f"{prefix}.{name}" for prefix, module in model.named_modules()
+                     if isinstance(module, (EntropyBottleneck, GaussianConditional))
+                     for name, _ in module.named_buffers()}
+        out["model"] = {k: v.half() if v.is_floating_point() and k not in constants else v
+                        for k, v in out["model"].items()}
         out["model_digest"] = model_digest(model.config, out["model"])
     buf = io.BytesIO()
     torch.save(out, buf)

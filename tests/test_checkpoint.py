@@ -150,6 +150,29 @@ def test_export_half_loads_as_float32(tmp_path) -> None:
     assert ckpt["model"]["g_a.net.0.weight"].dtype == torch.float16
     model, _ = ck.model_from_checkpoint(ckpt)
     assert model.g_a.net[0].weight.dtype == torch.float32
+    # The entropy models' constants are not halved: 1e-9 would become 0 in float16.
+    for key in ("entropy_bottleneck.likelihood_lower_bound.bound", "gaussian_conditional.likelihood_lower_bound.bound",
+                "gaussian_conditional.lower_bound_scale.bound", "gaussian_conditional.scale_table"):
+        assert ckpt["model"][key].dtype == torch.float32, key
+    assert float(ckpt["model"]["gaussian_conditional.likelihood_lower_bound.bound"]) == pytest.approx(1e-9)
+
+
+def test_a_zero_likelihood_floor_is_restored_on_load(tmp_path) -> None:
+    """Float16 exports made before the fix hold a floor of 0, so a training rate could become inf."""
+    from hific.models.hific import _bits
+
+    state = build_model(get_config("hific-tiny")).state_dict()
+    for key in ("entropy_bottleneck.likelihood_lower_bound.bound", "gaussian_conditional.likelihood_lower_bound.bound"):
+        state[key] = torch.zeros_like(state[key])
+    for load in ("load_state_dict", "adopt"):
+        if load == "adopt":
+            model = ck._adopt_state(get_config("hific-tiny"), dict(state))
+        else:
+            model = build_model(get_config("hific-tiny"))
+            model.load_state_dict(state)
+        far = torch.full((1, 1, 2, 2), 1e4)  # 1e4 scales from the mean: a likelihood of 0 before the floor
+        _, lik = model.gaussian_conditional(far, torch.full_like(far, 0.2), training=False)
+        assert torch.isfinite(_bits(lik)) and float(lik.min()) == pytest.approx(1e-9), load
 
 
 def test_export_ema_takes_the_moving_average(tmp_path) -> None:

@@ -17,6 +17,8 @@ from .generator import Generator, condition
 from .hyperprior import hyper_analysis, hyper_synthesis
 from .quality import QuantStep
 
+LIKELIHOOD_BOUND = 1e-9  # compressai's floor on element likelihoods (at most ~30 bits each)
+
 
 class HificOutput(NamedTuple):
     """What :meth:`HificModel.forward` returns.
@@ -91,8 +93,9 @@ class HificModel(LeanCompressionModel):
         self.h_a = hyper_analysis(cfg)
         self.h_s_mean = hyper_synthesis(cfg)
         self.h_s_scale = hyper_synthesis(cfg)
-        self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_latent_channels)
-        self.gaussian_conditional = GaussianConditional(None)
+        self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_latent_channels, likelihood_bound=LIKELIHOOD_BOUND)
+        self.gaussian_conditional = GaussianConditional(None, likelihood_bound=LIKELIHOOD_BOUND)
+        self.register_load_state_dict_post_hook(_restore_likelihood_bounds)
         self.quant_step = QuantStep(cfg.latent_channels, cfg.quality_levels) if cfg.quality_levels else None
 
     @property
@@ -184,6 +187,19 @@ class HificModel(LeanCompressionModel):
     def main_parameters(self) -> List[nn.Parameter]:
         """Every trainable parameter except the aux ones."""
         return [p for n, p in self.named_parameters() if not n.endswith("quantiles")]
+
+
+def _restore_likelihood_bounds(model: HificModel, _keys: object) -> None:
+    """Put back the entropy models' likelihood floor after loading weights.
+
+    It is a constant, not a weight, but compressai keeps it in the state
+    dict, and float16 files made before exports kept it in float32 hold 0
+    (1e-9 underflows). With a floor of 0 a likelihood can reach 0 and the
+    training rate becomes inf. Coding never reads it, so files are unchanged.
+    """
+    with torch.no_grad():
+        for module in (model.entropy_bottleneck, model.gaussian_conditional):
+            module.likelihood_lower_bound.bound.fill_(LIKELIHOOD_BOUND)
 
 
 def _bits(*likelihoods: Tensor) -> Tensor:
