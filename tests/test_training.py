@@ -81,6 +81,21 @@ def test_resume_equals_uninterrupted(data_dir: Path, tmp_path: Path) -> None:
     assert resumed.opt.state_dict()["state"][0]["step"] == full.opt.state_dict()["state"][0]["step"]
 
 
+def test_keep_steps_prunes_old_snapshots_only(data_dir: Path, tmp_path: Path) -> None:
+    cfg = get_config("hific-tiny")
+    cfg = type(cfg)(name=cfg.name, model=cfg.model, discriminator=cfg.discriminator,
+                    loss=type(cfg.loss)(perceptual="none"), train=cfg.train)
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("step_99.pt", "step_x.pt", "notes.txt"):  # a later branch's snapshot, and not snapshots
+        (out / name).write_bytes(b"keep me")
+    Trainer(cfg, run_options(data_dir, out, steps=4, save_every=1, keep_steps=2), D.DistInfo()).fit()
+    left = sorted(p.name for p in out.glob("*.pt"))
+    assert left == ["last.pt", "step_3.pt", "step_4.pt", "step_99.pt", "step_x.pt"]
+    assert load_checkpoint(out / "step_4.pt")["step"] == 4
+    assert (out / "notes.txt").exists()
+
+
 def test_rate_weight_is_gated_on_the_quantised_rate(data_dir: Path, tmp_path: Path) -> None:
     """With the target between the noisy and the quantised batch rate, the
     step's lambda follows the quantised one (HiFiC's reference), not the noisy."""

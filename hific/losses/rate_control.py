@@ -74,7 +74,8 @@ def rate_lambda(cfg: LossConfig, quantised_bpp: float, step: int, quality: Optio
         raise LossInputError(f"step must be an int >= 0, got {step!r}")
     bpp = float(quantised_bpp)
     if not math.isfinite(bpp):
-        raise LossInputError(f"bpp is {bpp}; the step diverged. Lower the learning rate")
+        raise LossInputError(f"bpp is {bpp}; the step diverged: resume from an earlier step_<n>.pt, "
+                             "or lower the learning rate if it diverges again")
     if bpp > rate_target(cfg, step, quality):
         lam = cfg.lambda_a if quality is None else _log_lerp(cfg.lambda_a_low, cfg.lambda_a, quality)
     elif quality is not None and cfg.lambda_b_low > 0:

@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder and generator")
     p.add_argument("--workers", type=int, default=_DEFAULT["workers"], help="DataLoader workers per process")
     p.add_argument("--seed", type=int, default=_DEFAULT["seed"])
-    p.add_argument("--save-every", type=int, default=_DEFAULT["save_every"])
+    p.add_argument("--save-every", type=int, default=_DEFAULT["save_every"],
+                   help="write step_<n>.pt and last.pt every this many steps")
+    p.add_argument("--keep-steps", type=int, default=_DEFAULT["keep_steps"], metavar="N",
+                   help="keep only the N newest step_<n>.pt files (default 0: keep all; each holds the "
+                        "optimiser and discriminator too, so a long run fills a disk)")
     p.add_argument("--val-every", type=int, default=_DEFAULT["val_every"])
     p.add_argument("--val-images", type=int, default=_DEFAULT["val_images"])
     p.add_argument("--log-every", type=int, default=_DEFAULT["log_every"])
@@ -152,7 +156,7 @@ def _resolve(args: argparse.Namespace) -> tuple[HificConfig, RunOptions, Optiona
         val=args.val, init=args.init, resume=args.resume, device=args.device, amp=args.amp, cpu_bf16=args.cpu_bf16,
         ema_decay=args.ema, max_train_cpu=args.max_train_cpu,
         channels_last=args.channels_last, compile=args.compile, workers=args.workers, seed=args.seed,
-        save_every=args.save_every, val_every=args.val_every, val_images=args.val_images,
+        save_every=args.save_every, keep_steps=args.keep_steps, val_every=args.val_every, val_images=args.val_images,
         log_every=args.log_every, lpips_weights=args.lpips_weights, progress=args.progress,
     )
     return config, opts, start

@@ -32,6 +32,8 @@ class RunOptions:
         workers: DataLoader worker processes per rank.
         seed: Base seed for initialisation, data order and noise.
         save_every: Write ``step_<n>.pt`` and ``last.pt`` every this many steps.
+        keep_steps: Keep only this many of the newest ``step_<n>.pt`` files
+            of this run folder (0: keep them all); ``last.pt`` is always kept.
         val_every: Validate every this many steps (and at the end).
         val_images: How many validation images to code each time.
         log_every: Write a metrics record every this many steps.
@@ -56,6 +58,7 @@ class RunOptions:
     workers: int = 2
     seed: int = 0
     save_every: int = 500
+    keep_steps: int = 0
     val_every: int = 1000
     val_images: int = 4
     log_every: int = 10
@@ -72,5 +75,7 @@ class RunOptions:
                 raise ValueError(f"{name} must be positive")
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
+        if self.keep_steps < 0:
+            raise ValueError("keep_steps must be >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in [0, 1)")

@@ -44,6 +44,23 @@ from .validation import validate
 _NEW_IN_VARIABLE_RATE = ("quant_step.", "g_s.film.")
 
 
+def prune_step_files(folder: Path, step: int, keep: int) -> List[Path]:
+    """Delete all but the ``keep`` newest ``step_<n>.pt`` files with n <= ``step``.
+
+    Files of later steps (from a run resumed at an earlier snapshot) are left
+    alone, as is anything else in the folder. Returns what was deleted.
+    """
+    found = []
+    for path in folder.glob("step_*.pt"):
+        n = path.stem[len("step_"):]
+        if n.isdigit() and int(n) <= step:
+            found.append((int(n), path))
+    doomed = [path for _, path in sorted(found)[:-keep]] if keep else []
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
 def warm_start(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> List[str]:
     """Load a single-rate model's weights into a variable-rate one.
 
@@ -257,6 +274,8 @@ class Trainer:
         last = save_checkpoint(self.out / "last.pt", ckpt)
         if self.step % self.opts.save_every == 0:
             save_checkpoint(self.out / f"step_{self.step}.pt", ckpt)
+            if self.opts.keep_steps:
+                prune_step_files(self.out, self.step, self.opts.keep_steps)
         self._saved_step = self.step
         return last
 
