@@ -113,27 +113,32 @@ def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
             raise HificError(f"{where}: cannot create the output folder ({exc.strerror or exc})") from None
 
 
-def _shipped_key(args: argparse.Namespace, sources: Sequence[Path]) -> str:
-    """Which shipped checkpoint to use when none is named.
+def _default_checkpoint(args: argparse.Namespace, sources: Sequence[Path]) -> Path:
+    """The shipped checkpoint to use when none is named.
 
     Compress: the ``--quality`` name, or the variable-rate model for a numeric
     quality, ``--bpp`` or ``--size``. Decompress: ``--quality`` if given, else
-    the shipped model that made the first readable file of ``sources``, else ``lo``.
+    the model (shipped or retired) that wrote the first readable file of
+    ``sources``, else ``lo``.
     """
     from . import zoo
 
+    def notice(message: str) -> None:
+        print(f"note: {message}", file=sys.stderr)
+
     if args.command == "compress":
         if isinstance(args.quality, str) and args.bpp is None and args.size is None:
-            return args.quality
-        return zoo.VARIABLE_RATE_KEY or "lo"
+            return zoo.default_checkpoint(args.quality, notice)
+        return zoo.default_checkpoint(zoo.VARIABLE_RATE_KEY or "lo", notice)
     if args.quality:
-        return args.quality
+        return zoo.default_checkpoint(args.quality, notice)
     for path in sources:
         try:
-            return zoo.shipped_key_for(unpack(path.read_bytes()).model_id) or "lo"
+            model_id = unpack(path.read_bytes()).model_id
         except (OSError, HificError):
             continue  # reported in its place by the run
-    return "lo"
+        return zoo.checkpoint_for(model_id, notice) or zoo.default_checkpoint("lo", notice)
+    return zoo.default_checkpoint("lo", notice)
 
 
 def _load_codec(args: argparse.Namespace, sources: Sequence[Path]) -> Codec:
@@ -141,11 +146,10 @@ def _load_codec(args: argparse.Namespace, sources: Sequence[Path]) -> Codec:
 
     from .checkpoint import load_model
     from .coding.codec import Codec
-    from .zoo import default_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = args.checkpoint or default_checkpoint(_shipped_key(args, sources), notice=lambda m: print(f"note: {m}", file=sys.stderr))
+    path = args.checkpoint or _default_checkpoint(args, sources)
     model, digest = load_model(path)
     try:
         codec = Codec(

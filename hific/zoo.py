@@ -11,6 +11,9 @@ the first of:
 5. a download from ``$HIFIC_ZOO_URL`` (default :data:`ZOO_URL`) into that
    cache, checked against :data:`SHA256`; ``HIFIC_OFFLINE=1`` forbids it.
 
+Decompress picks the model that wrote a file by the file's model id: a
+shipped one, or one of :data:`RETIRED` (shipped before, found by steps 4–5).
+
 The wheel carries the shipped checkpoints (``lo``, and the variable-rate
 model behind ``mi`` and ``hi``), so an installed package works offline;
 steps 4 and 5 serve checkpoints that do not ship in it.
@@ -55,6 +58,11 @@ MODEL_IDS: Dict[str, str] = {
     "hific-small-lo-d5f4f9d0.pt": "hific-small-lo:d8c2f0831da91168",
     "hific-small-vr-f46cb70b.pt": "hific-small-vr:fcf3b594991f8c65",
 }
+# model id -> file name of checkpoints that shipped with earlier versions and
+# no longer do: decompress still finds one (cache, else a download checked
+# against SHA256) for the files it wrote.
+RETIRED: Dict[str, str] = {}
+# file name -> sha256, for shipped and retired files.
 SHA256: Dict[str, str] = {
     "hific-small-lo-d5f4f9d0.pt": "d5f4f9d092e03f6f3a93940711a394c30880a013fe34303318a5c7c0bcd0d4ce",
     "hific-small-vr-f46cb70b.pt": "f46cb70b836eb65717bd5a66b89f5afdb627a7050d9bd1803f426e9aec92c4a6",
@@ -120,18 +128,42 @@ def default_checkpoint(quality: str = "lo", notice: Optional[Callable[[str], Non
     name = SHIPPED.get(quality)
     if not name:
         raise HificError(f"no checkpoint given and no shipped '{quality}' checkpoint found; {HOW_TO_GET_ONE}")
+    return _find(name, f"the shipped '{quality}' checkpoint {name}", notice)
+
+
+def checkpoint_for(model_id: str, notice: Optional[Callable[[str], None]] = None) -> Optional[Path]:
+    """The checkpoint that wrote files of ``model_id``: a shipped one, or a
+    :data:`RETIRED` one (from the cache, else downloaded); None if neither.
+
+    ``$HIFIC_CHECKPOINT`` still comes first. Raises :class:`HificError` like
+    :func:`default_checkpoint` when the file is known but cannot be had.
+    """
+    key = shipped_key_for(model_id)
+    if key is not None:
+        return default_checkpoint(key, notice)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    name = RETIRED.get(model_id)
+    if name is None:
+        return None
+    return _find(name, f"the checkpoint {name} that wrote this file (shipped with earlier versions)", notice)
+
+
+def _find(name: str, what: str, notice: Optional[Callable[[str], None]]) -> Path:
+    """Shipped or retired file ``name``: its first local copy, else a checked download into the cache."""
     places = local_candidates(name)
     for path in places:
         if path.is_file():
             return path
     looked = ", ".join(str(p.parent) for p in places)
     if offline():
-        raise HificError(f"the shipped '{quality}' checkpoint {name} is not in {looked}, and {OFFLINE_ENV} "
+        raise HificError(f"{what} is not in {looked}, and {OFFLINE_ENV} "
                          f"forbids downloading it; put it in {cache_dir()}, or {HOW_TO_GET_ONE}")
     from .download import DownloadError, fetch
 
     try:
         return fetch(download_url(name), cache_dir() / name, SHA256[name], notice=notice)
     except DownloadError as exc:
-        raise HificError(f"the shipped '{quality}' checkpoint {name} is not in {looked}, and {exc}; "
+        raise HificError(f"{what} is not in {looked}, and {exc}; "
                          f"set {URL_ENV} to a mirror, put the file in {cache_dir()}, or {HOW_TO_GET_ONE}") from None

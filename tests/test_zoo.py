@@ -196,3 +196,44 @@ def test_the_listed_sha256_is_that_of_the_shipped_file() -> None:
         path = zoo.CHECKPOINT_DIR / name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == zoo.SHA256[name], quality
         assert name.rsplit("-", 1)[-1] == zoo.SHA256[name][:8] + ".pt"
+
+
+# --------------------------------------------------------------------------- retired models
+
+
+def test_a_retired_model_is_fetched_by_its_id(bare: Path, server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zoo, "SHIPPED", {"lo": "now.pt"})
+    monkeypatch.setattr(zoo, "RETIRED", {"old:0123": "good.pt"})
+    monkeypatch.setenv(zoo.URL_ENV, server)
+    assert zoo.checkpoint_for("someone-else:4567") is None
+    path = zoo.checkpoint_for("old:0123")
+    assert path == bare / "good.pt" and path.read_bytes() == PAYLOAD
+    assert _Handler.requests == ["/good.pt"]
+    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
+    path.unlink()
+    with pytest.raises(HificError, match="good.pt that wrote this file .* HIFIC_OFFLINE forbids"):
+        zoo.checkpoint_for("old:0123")
+
+
+def test_decompress_finds_the_retired_model_that_wrote_a_file(
+    bare: Path, tiny_ckpt: Path, one_photo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The shipped model changed since the file was written: the file still decodes, with no flags."""
+    import shutil
+
+    from hific.checkpoint import load_model
+    from hific.coding.codec import Codec
+
+    assert main(["compress", str(one_photo), "--checkpoint", str(tiny_ckpt), "--device", "cpu"]) == 0
+    model_id = Codec(*load_model(tiny_ckpt), device="cpu").model_id
+    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")  # lo (good.pt) is nowhere: using it would fail
+    bare.mkdir()
+    shutil.copy(tiny_ckpt, bare / "tiny-old.pt")
+    monkeypatch.setattr(zoo, "RETIRED", {model_id: "tiny-old.pt"})
+    assert main(["decompress", str(one_photo.with_suffix(".hific")), "--device", "cpu"]) == 0
+    assert one_photo.with_name("photo.hific.png").is_file()
+    monkeypatch.setattr(zoo, "RETIRED", {})
+    capsys.readouterr()
+    assert main(["decompress", str(one_photo.with_suffix(".hific")), "-o", str(one_photo.parent / "again"),
+                 "--device", "cpu"]) == 1
+    assert "the shipped 'lo' checkpoint good.pt is not in" in capsys.readouterr().err  # unknown id: lo, not there
