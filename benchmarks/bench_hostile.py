@@ -45,11 +45,11 @@ sys.path.insert(1, str(REPO / "tests"))  # hific_edit builds the hostile files
 
 from hific_edit import Raw, garbage_file  # noqa: E402
 
-from hific import checkpoint as ck  # noqa: E402
+from hific import checkpoint as ck, zoo  # noqa: E402
 from hific.coding import Codec  # noqa: E402
 from hific.image_io import read_image  # noqa: E402
 
-SHIPPED = REPO / "checkpoints" / "hific-small-lo-d5f4f9d0.pt"
+SHIPPED = zoo.CHECKPOINT_DIR / zoo.SHIPPED["lo"]
 VAL = REPO.parent / "shared" / "data" / "val"
 
 _DECODE = """
@@ -81,12 +81,13 @@ def _decode_in_fresh_process(checkpoint: Path, path: Path) -> Tuple[float, float
 def _files(codec: Codec, width: int, height: int, folder: Path) -> Dict[str, Path]:
     photo = read_image(sorted(VAL.glob("*.png"))[0])
     tiled = np.tile(photo, (height // photo.shape[0] + 1, width // photo.shape[1] + 1, 1))[:height, :width]
-    good = codec.compress(np.ascontiguousarray(tiled))
+    quality = zoo.VARIABLE_RATE_QUALITIES["lo"] if codec.variable_rate else None
+    good = codec.compress(np.ascontiguousarray(tiled), quality=quality)
     raw = Raw.of(good)
     cfg = codec.model.config.model
     channels = (cfg.hyper_latent_channels, cfg.latent_channels)
     rng = random.Random(0)
-    small = Raw.of(codec.compress(np.ascontiguousarray(photo[:64, :64])))
+    small = Raw.of(codec.compress(np.ascontiguousarray(photo[:64, :64]), quality=quality))
     files = {
         "well-formed": good,
         "worst, longest streams": garbage_file(raw, height, width, lambda n: rng.randbytes(8 + 8 * n), channels),

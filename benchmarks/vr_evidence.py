@@ -16,8 +16,8 @@ Three parts, every figure from a real ``.hific`` file:
   none), targets below the photo's smallest file (refused with
   ``RateTargetError``) or above its largest (quality 1 is used), and
   achieved size / target between the two;
-* **against a single-rate model** (``--single``, default the shipped
-  ``lo``): per photo, the variable-rate file is made no larger than the
+* **against a single-rate model** (``--single``; skipped without it, since
+  the shipped ``lo`` is a quality of the variable-rate model now): per photo, the variable-rate file is made no larger than the
   single-rate one (a size target of its byte count) and both are decoded;
   the table gives mean bpp, PSNR and LPIPS, at realism 1 and 0.
 
@@ -48,7 +48,7 @@ def _mean(xs: List[float]) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, help="variable-rate checkpoint")
-    p.add_argument("--single", help="single-rate checkpoint to compare with (default: the shipped lo)")
+    p.add_argument("--single", help="single-rate checkpoint to compare with (e.g. the retired hific-small-lo-d5f4f9d0.pt)")
     p.add_argument("--images", default=str(REPO.parent / "shared" / "data" / "val"))
     p.add_argument("--limit", type=int, default=0, help="first N photos only")
     p.add_argument("--qualities", default="0,0.2,0.4,0.6,0.8,1")
@@ -68,7 +68,6 @@ def main() -> int:
     from hific.evaluation.metrics import image_metrics
     from hific.image_io import read_image
     from hific.losses import load_lpips
-    from hific.zoo import default_checkpoint
 
     torch.set_grad_enabled(False)
     paths = photo_paths(args.images, args.limit)
@@ -120,8 +119,10 @@ def main() -> int:
         print(f"\n{len(images) * len(sizes)} targeted files in {time.perf_counter() - t0:.0f} s\n")
         out["sizes"] = res
 
-    if "single" not in skip:
-        single = Codec(*load_model(args.single or default_checkpoint("lo")))
+    if "single" not in skip and args.single:
+        single = Codec(*load_model(args.single))
+        if single.variable_rate:
+            raise SystemExit(f"error: --single {args.single} is a variable-rate checkpoint")
         lpips = load_lpips("alex", args.lpips_weights)
         per: List[Dict[str, float]] = []
         for name, rgb in tqdm(images.items(), desc="against single-rate", file=sys.stderr):

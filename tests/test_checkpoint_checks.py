@@ -11,15 +11,14 @@ from typing import Any, Callable, Dict
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 
-from hific import checkpoint as ck
+from hific import checkpoint as ck, zoo
 from hific.coding import Codec
 from hific.config import config_from_dict
 from hific.errors import CheckpointError
 from hific.models import build_discriminator
 
-SHIPPED = REPO / "checkpoints" / "hific-small-lo-d5f4f9d0.pt"
+SHIPPED = zoo.CHECKPOINT_DIR / zoo.SHIPPED["lo"]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +106,7 @@ def test_corrupted_weights_are_refused(tiny, tmp_path: Path) -> None:
 
 def test_digest_is_over_the_config_as_stored(tiny, tmp_path: Path) -> None:
     # A checkpoint written before a config field existed stores a config
-    # without it; its digest must still verify (the shipped one is such a file).
+    # without it; its digest must still verify (the retired hific-small-lo-d5f4f9d0.pt is such a file).
     old = _edited(tiny, lambda d: d["config"]["model"].pop("realism"), redigest=True)
     assert ck.state_digest(old["config"], old["model"]) != ck.model_digest(config_from_dict(old["config"]), old["model"])
     model, digest = ck.load_model(_save(tmp_path, old))
@@ -118,8 +117,7 @@ def test_shipped_checkpoint_verifies() -> None:
     if not SHIPPED.is_file():
         pytest.skip("the shipped checkpoint is not in this checkout")
     ckpt = ck.load_checkpoint(SHIPPED)  # recomputes and compares the digest
-    assert ckpt["model_digest"].startswith("d8c2f083")
-    assert "realism" not in ckpt["config"]["model"]  # written before the field existed
+    assert zoo.MODEL_IDS[SHIPPED.name] == f"{ckpt['config']['name']}:{ckpt['model_digest'][:16]}"
 
 
 FORGERIES = {  # consistent digests: caught by the type, size and tensor checks

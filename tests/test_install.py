@@ -129,7 +129,7 @@ def test_hific_compresses_and_decompresses_from_a_folder_without_checkout(
     with Image.open(work / "photo.hific.png") as img:
         assert img.size == (160, 128)
     info = hific("info", "photo.hific").stdout
-    assert "model     hific-small-lo:" in info
+    assert f"model     {zoo.MODEL_IDS[zoo.SHIPPED['lo']]}\n" in info  # the shipped default
     assert not (tmp_path / "cache").exists()  # the packaged model, not a download
     assert hific("--version").stdout.strip() == f"hific {_version()}"
     module = subprocess.run([str(installed / "bin" / "python"), "-m", "hific", "--version"], cwd=work, env=env,

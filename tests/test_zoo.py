@@ -211,7 +211,7 @@ def test_a_retired_model_is_fetched_by_its_id(bare: Path, server: str, monkeypat
     assert _Handler.requests == ["/good.pt"]
     monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
     path.unlink()
-    with pytest.raises(HificError, match="good.pt that wrote this file .* HIFIC_OFFLINE forbids"):
+    with pytest.raises(HificError, match=r"good\.pt that wrote this file .* HIFIC_OFFLINE forbids"):
         zoo.checkpoint_for("old:0123")
 
 
