@@ -81,6 +81,26 @@ def test_resume_equals_uninterrupted(data_dir: Path, tmp_path: Path) -> None:
     assert resumed.opt.state_dict()["state"][0]["step"] == full.opt.state_dict()["state"][0]["step"]
 
 
+def test_a_learning_rate_given_on_resume_takes_effect(data_dir: Path, tmp_path: Path) -> None:
+    cfg = get_config("hific-tiny")
+    cfg = type(cfg)(name=cfg.name, model=cfg.model, discriminator=cfg.discriminator,
+                    loss=type(cfg.loss)(perceptual="none"), train=cfg.train)
+    Trainer(cfg, run_options(data_dir, tmp_path / "run", steps=2), D.DistInfo()).fit()
+    start = load_checkpoint(tmp_path / "run" / "last.pt")
+    same = Trainer(cfg, run_options(data_dir, tmp_path / "run", steps=4, resume=str(tmp_path / "run" / "last.pt")),
+                   D.DistInfo(), start)
+    assert same.opt.param_groups[0]["lr"] == cfg.train.learning_rate
+    lower = override(cfg, "train", learning_rate=cfg.train.learning_rate / 4)
+    resumed = Trainer(lower, run_options(data_dir, tmp_path / "run", steps=4, resume=str(tmp_path / "run" / "last.pt")),
+                      D.DistInfo(), start)
+    assert resumed.opt.param_groups[0]["lr"] == cfg.train.learning_rate / 4
+    assert resumed.opt.state_dict()["state"][0]["step"] == 2  # the moments are still the saved ones
+    resumed.fit()
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+           if r["kind"] == "train"]
+    assert lrs[:2] == [cfg.train.learning_rate] * 2 and lrs[2:] == [cfg.train.learning_rate / 4] * 2
+
+
 def test_keep_steps_prunes_old_snapshots_only(data_dir: Path, tmp_path: Path) -> None:
     cfg = get_config("hific-tiny")
     cfg = type(cfg)(name=cfg.name, model=cfg.model, discriminator=cfg.discriminator,

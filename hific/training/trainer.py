@@ -231,11 +231,30 @@ class Trainer:
         if self.disc_opt is not None:
             self.disc_opt.load_state_dict(state["disc_optimizer"])
             self.disc_sched.load_state_dict(state["disc_scheduler"])
+        self._apply_config_learning_rates()
         self.epoch = int(state["epoch"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
         self.train_cpu_s = float(state.get("train_cpu_s", 0.0))
         rng = state["rng"]
         restore_rng(rng[self.info.rank] if self.info.rank < len(rng) else rng[0])
+
+    def _apply_config_learning_rates(self) -> None:
+        """After loading optimiser state: the config's learning rates and decay
+        (e.g. a ``--lr`` given with ``--resume``) replace the saved ones, at the
+        schedule's current position. Without an override they are the same."""
+        t = self.config.train
+        main = [t.learning_rate, t.learning_rate * t.quality_lr_factor][: len(self.opt.param_groups)]
+        pairs = [(self.opt, self.sched, main)]
+        if self.disc_opt is not None:
+            pairs.append((self.disc_opt, self.disc_sched, [t.learning_rate]))
+        for opt, sched, bases in pairs:
+            sched.step_size, sched.gamma, sched.base_lrs = t.lr_decay_step, t.lr_decay_factor, list(bases)
+            decay = t.lr_decay_factor ** (sched.last_epoch // t.lr_decay_step)
+            for group, base in zip(opt.param_groups, bases):
+                group["initial_lr"], group["lr"] = base, base * decay
+            sched._last_lr = [group["lr"] for group in opt.param_groups]
+        for group in self.aux_opt.param_groups:
+            group["lr"] = t.aux_learning_rate
 
     # ---------------------------------------------------------------- saving
     def _training_state(self, rng: List[Dict[str, Any]]) -> Dict[str, Any]:
