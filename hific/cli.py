@@ -46,7 +46,7 @@ from .argtypes import byte_size, int_in, number_in, positive_number, unit_interv
 from .coding.container import QUALITY_CODES, SECTION_NAMES, unpack
 from .errors import CheckpointError, HificError, run_command, user_error
 from .fileio import atomic_write_bytes
-from .limits import DEFAULT_BUDGET, DEFAULT_DECODE_PIXELS, IMAGE_EXTENSIONS, MAX_PIXELS
+from .limits import DEFAULT_BUDGET, DEFAULT_DECODE_PIXELS, IMAGE_EXTENSIONS, MAX_HIFIC_BYTES, MAX_PIXELS, special_file
 
 if TYPE_CHECKING:
     from .coding.codec import Codec
@@ -134,8 +134,8 @@ def _default_checkpoint(args: argparse.Namespace, sources: Sequence[Path]) -> Pa
         return zoo.default_checkpoint(args.quality, notice)
     for path in sources:
         try:
-            model_id = unpack(path.read_bytes()).model_id
-        except (OSError, HificError):
+            model_id = unpack(_read_hific(path)).model_id
+        except HificError:
             continue  # reported in its place by the run
         return zoo.checkpoint_for(model_id, notice) or zoo.default_checkpoint("lo", notice)
     return zoo.default_checkpoint("lo", notice)
@@ -281,8 +281,16 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _read_hific(src: Path) -> bytes:
+    """The bytes of a ``.hific`` file, refusing what cannot be one before reading it."""
+    kind = special_file(src)
+    if kind is not None:
+        raise HificError(f"{src}: is {kind}, not a file")
     try:
-        return src.read_bytes()
+        with open(src, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_HIFIC_BYTES:
+                raise HificError(f"{src}: too large to be a .hific file (over {MAX_HIFIC_BYTES:,} bytes)")
+            return fh.read(size + 1)  # read(n) allocates n bytes: never more than the file's size
     except FileNotFoundError:
         raise HificError(f"{src}: no such file") from None
     except OSError as exc:

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError
 from .fileio import PathLike, atomic_write_bytes
-from .limits import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_SIDE, size_supported  # noqa: F401 (IMAGE_EXTENSIONS re-exported)
+from .limits import IMAGE_EXTENSIONS, MAX_PIXELS, MAX_SIDE, size_supported, special_file  # noqa: F401 (IMAGE_EXTENSIONS re-exported)
 
 # read_image turns Pillow's warnings into notices with catch_warnings, which
 # swaps the process-wide warnings filters while it reads: one read at a time.
@@ -89,6 +89,9 @@ def read_image(path: PathLike, notice: Optional[Callable[[str], None]] = None) -
 
 
 def _decode(name: str, notice: Callable[[str], None]) -> np.ndarray:
+    kind = special_file(name)
+    if kind is not None:  # a named pipe would block, a device never end
+        raise ImageReadError(f"{name}: is {kind}, not a file")
     try:
         img = Image.open(name)  # lazy: reads the header only
     except Image.DecompressionBombError as exc:

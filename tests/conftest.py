@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import List
+from typing import Callable, Iterator, List
 
 import numpy as np
 import pytest
@@ -104,6 +105,37 @@ def block_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> List[str
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     monkeypatch.setattr(urllib.request, "urlopen", no_urlopen)
     return calls
+
+
+@pytest.fixture()
+def make_pipe(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Make named pipes in tmp_path; a writer feeds each a few junk bytes once
+    a reader opens it, so code that reads a pipe gets junk instead of hanging
+    the test (its assertions then fail), and teardown ends any writer left
+    waiting for a reader."""
+    pipes: List[Path] = []
+    writers: List[threading.Thread] = []
+
+    def feed(path: Path) -> None:
+        with open(path, "wb") as fh:  # blocks until a reader opens the pipe
+            fh.write(b"junk, not an image or a .hific file\n")
+
+    def make(name: str) -> Path:
+        path = tmp_path / name
+        os.mkfifo(path)
+        writer = threading.Thread(target=feed, args=(path,), daemon=True)
+        writer.start()
+        pipes.append(path)
+        writers.append(writer)
+        return path
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes on this OS")
+    yield make
+    for path, writer in zip(pipes, writers):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # lets a waiting writer open, write and close
+        writer.join(timeout=10)
+        os.close(fd)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ for a genuine bug (issue 15, defects 2, 3, 5 and 6 and the minor items)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from hific_edit import Raw, garbage_file
 
 from hific.cli import main
 from hific.coding import Codec
+from hific.limits import MAX_HIFIC_BYTES
 
 SYS_DIR = Path("/sys")  # refuses new entries even to root: a real permission error
 
@@ -194,6 +196,48 @@ def test_every_bad_file_in_a_folder_is_reported_and_the_rest_decode(
     assert "decode limit" in errors[0] and "substreams" in errors[1] and "truncated" in errors[2]
     assert "Traceback" not in err and "3 of 6 files" in err and "3 failed" in err
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [f"img{i}.hific.png" for i in range(3)]
+
+
+def test_named_pipes_are_refused_unread_and_the_run_goes_on(
+    make_pipe, pngs: List[Path], tiny_ckpt: Path, tmp_path: Path, capsys
+) -> None:
+    image_pipe, hific_pipe = make_pipe("pipe.png"), make_pipe("pipe.hific")
+    out_dir = tmp_path / "out"
+    assert main(["compress", str(pngs[0]), str(image_pipe), "-o", str(out_dir), *_ck(tiny_ckpt)]) == 1
+    _, err = capsys.readouterr()
+    assert _errors(err) == [f"error: {image_pipe}: is a named pipe, not a file"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["img0.hific"]
+    assert main(["decompress", str(out_dir / "img0.hific"), str(hific_pipe), "-o", str(tmp_path / "png"), *_ck(tiny_ckpt)]) == 1
+    _, err = capsys.readouterr()
+    assert _errors(err) == [f"error: {hific_pipe}: is a named pipe, not a file"]
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["img0.hific.png"]
+    assert main(["info", str(hific_pipe)]) == 1
+    assert _errors(capsys.readouterr().err) == [f"error: {hific_pipe}: is a named pipe, not a file"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero") or sys.platform == "win32", reason="needs /dev/zero and rlimits")
+def test_an_endless_device_is_refused_unread() -> None:
+    import resource
+
+    def cap_memory() -> None:  # reading /dev/zero would otherwise take all the memory there is
+        resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))
+
+    run = subprocess.run(
+        [sys.executable, "compress.py", "info", "/dev/zero"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, preexec_fn=cap_memory,
+    )
+    assert (run.returncode, run.stderr.strip()) == (1, "error: /dev/zero: is a device, not a file")
+
+
+def test_a_file_too_large_to_be_hific_is_refused_unread(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
+    big = tmp_path / "big.hific"
+    with open(big, "wb") as fh:
+        fh.truncate(MAX_HIFIC_BYTES + 1)  # sparse: no disk space, but 1 GiB to read
+    for argv in (["info", str(big)], ["decompress", str(big), *_ck(tiny_ckpt)]):
+        assert main(argv) == 1
+        errors = _errors(capsys.readouterr().err)
+        assert errors == [f"error: {big}: too large to be a .hific file (over {MAX_HIFIC_BYTES:,} bytes)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.hific"]
 
 
 def test_max_pixels_lets_a_trusted_large_file_through(pngs: List[Path], tiny_ckpt: Path, tmp_path: Path, capsys) -> None:

@@ -134,6 +134,16 @@ def test_corrupt_files_are_skipped_and_reported(photo_dir: Path, train_jpegs: Li
     assert ds.decode_failures == []
 
 
+def test_a_named_pipe_in_the_folder_is_skipped_unread(make_pipe, tmp_path: Path, train_jpegs: List[Path]) -> None:
+    folder = tmp_path / "pipes"
+    folder.mkdir()
+    shutil.copyfile(train_jpegs[0], folder / "a.jpg")
+    pipe = make_pipe("pipes/b.jpg")
+    ds = ImageFolder(folder, crop_size=64)
+    assert ds.paths == [folder / "a.jpg"]
+    assert ds.skipped == [(pipe, "is a named pipe, not a file")]
+
+
 def test_summary_without_problems_and_path_list(photo_dir: Path) -> None:
     ds = ImageFolder(photo_dir)
     assert ds.summary() == "6 images, none skipped"

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from ..errors import HificError
 from ..fileio import PathLike
 from ..image_io import IMAGE_EXTENSIONS, read_image
-from ..limits import size_supported
+from ..limits import size_supported, special_file
 
 DEFAULT_SCALE_RANGE: Tuple[float, float] = (0.75, 0.95)
 """HiFiC's random downscale range (Mentzer et al. 2020, Appendix A.1)."""
@@ -92,6 +92,9 @@ def _probe(path: Path) -> Optional[str]:
     Returns:
         ``None`` when the header is fine, else a short reason.
     """
+    kind = special_file(path)
+    if kind is not None:  # a named pipe would block, a device never end
+        return f"is {kind}, not a file"
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"
