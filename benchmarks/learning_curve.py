@@ -19,7 +19,9 @@ real files at every (quality, realism) point of the model's grid.
 Writes ``curves.md`` (the table), ``curves.csv`` (every validation record)
 and ``curves.png`` (val LPIPS and PSNR against training CPU minutes) into
 ``--out``; each arm's run folder (metrics.jsonl, checkpoints) is beside
-them. Re-running skips arms whose run folder already finished. Asserts
+them; an arm keeps its last two ``step_<n>.pt`` (``--keep-steps 2``; an
+arm's own flags can ask for more). Re-running skips arms whose run folder
+already finished. Asserts
 nothing: it prints and writes numbers.
 """
 
@@ -75,7 +77,7 @@ def _command(args: argparse.Namespace, run: Path, flags: List[str]) -> List[str]
         sys.executable, str(REPO / "train.py"),
         "--data", args.data, "--val", args.val, "--val-images", str(args.val_images),
         "--out", str(run), *start, "--max-train-cpu", str(args.cpu_offset + args.cpu_minutes * 60),
-        "--val-every", str(args.val_every), "--save-every", str(args.val_every), "--log-every", "20",
+        "--val-every", str(args.val_every), "--save-every", str(args.val_every), "--keep-steps", "2", "--log-every", "20",
         "--workers", "0", "--no-progress", "--device", "cpu",
         *shlex.split(args.common), *flags,
     ]
