@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from typing import Callable
+from typing import Callable, Sequence
 
 
 def int_in(lo: int, hi: int) -> Callable[[str], int]:
@@ -43,9 +43,12 @@ def _number(ok: Callable[[float], bool], bad: Callable[[str], str]) -> Callable[
     return parse
 
 
-def number_in(lo: float, hi: float, *, or_zero: bool = False) -> Callable[[str], float]:
-    """A finite number in ``[lo, hi]`` (or exactly 0 with ``or_zero``)."""
+def number_in(lo: float, hi: float, *, or_zero: bool = False, names: Sequence[str] = ()) -> Callable[[str], float]:
+    """A finite number in ``[lo, hi]`` (or exactly 0 with ``or_zero``); ``names``
+    are other values the caller accepts before this type, listed in the message."""
     allowed = f"{'0 or ' if or_zero else ''}a number in [{lo:g}, {hi:g}]"
+    if names:
+        allowed = f"{', '.join(names)} or {allowed}"
     return _number(lambda v: math.isfinite(v) and (lo <= v <= hi or (or_zero and v == 0)),
                    lambda text: f"must be {allowed}, got {text!r}")
 

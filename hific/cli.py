@@ -85,10 +85,10 @@ def _plan(
         pairs = [(src, out_dir / name_for(src)) for src in inputs]
     else:
         pairs = [(inputs[0], Path(output))]
-    resolved_inputs = {src.resolve() for src in inputs}
-    seen: Dict[Path, Path] = {}
+    resolved_inputs = {_real(src) for src in inputs}
+    seen: Dict[str, Path] = {}
     for src, dst in pairs:
-        key = dst.resolve()
+        key = _real(dst)
         if key in resolved_inputs:
             raise HificError(f"{dst}: refusing to overwrite an input file")
         if key in seen:
@@ -99,6 +99,13 @@ def _plan(
             if dst.exists():
                 raise HificError(f"{dst} already exists; pass --force to overwrite it")
     return pairs
+
+
+def _real(path: Path) -> str:
+    """``path`` with symbolic links resolved as far as they go: a link loop
+    stays as it is (``Path.resolve`` raises), and reading it then fails with
+    its own error line."""
+    return os.path.realpath(path)
 
 
 def _make_output_dirs(pairs: List[Tuple[Path, Path]]) -> None:
@@ -354,7 +361,9 @@ QUALITY_NAMES = ("lo", "mi", "hi")
 
 def _quality(text: str) -> Union[str, float]:
     """``lo``/``mi``/``hi`` (a shipped model, or a quality of a variable-rate one) or a number in [0, 1]."""
-    return text if text in QUALITY_NAMES else unit_interval("--quality (lo, mi, hi or)")(text)
+    if text in QUALITY_NAMES:
+        return text
+    return number_in(0, 1, names=QUALITY_NAMES)(text)
 
 
 def _rate_request(args: argparse.Namespace, codec: Codec) -> Dict[str, Any]:

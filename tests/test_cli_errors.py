@@ -85,6 +85,14 @@ def test_bad_max_pixels_is_a_usage_error(value: str, capsys) -> None:
     assert info.value.code == 2 and "argument --max-pixels:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "ultra", "nan"])
+def test_a_bad_quality_names_every_allowed_value(value: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["compress", "x.png", "--quality", value])
+    assert info.value.code == 2
+    assert f"argument --quality: must be lo, mi, hi or a number in [0, 1], got '{value}'" in capsys.readouterr().err
+
+
 def test_good_option_values_run(pngs: List[Path], tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     argv = ["--tile-mb", "0", "--batch-size", "2", "--threads", "1", *_ck(tiny_ckpt)]
@@ -213,6 +221,17 @@ def test_named_pipes_are_refused_unread_and_the_run_goes_on(
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["img0.hific.png"]
     assert main(["info", str(hific_pipe)]) == 1
     assert _errors(capsys.readouterr().err) == [f"error: {hific_pipe}: is a named pipe, not a file"]
+
+
+def test_a_symlink_loop_is_one_error_line(pngs: List[Path], tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(tmp_path / "loop2.png")
+    (tmp_path / "loop2.png").symlink_to(loop)
+    for argv in (["compress", str(loop), *_ck(tiny_ckpt)], ["decompress", str(loop), *_ck(tiny_ckpt)], ["info", str(loop)]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert len(_errors(err)) == 1 and str(loop) in err and "symbolic links" in err
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero") or sys.platform == "win32", reason="needs /dev/zero and rlimits")
