@@ -45,6 +45,7 @@ from .checkpoint_checks import check_checkpoint, check_config, check_state
 from .config import HificConfig, config_to_dict, get_config, list_presets
 from .errors import CheckpointError, HificError, first_line, run_command
 from .fileio import PathLike, atomic_path, atomic_write_bytes
+from .limits import special_file
 from .models import HificModel, build_discriminator, build_model
 
 FORMAT = "hific-checkpoint"
@@ -186,6 +187,9 @@ def load_checkpoint(path: PathLike) -> Dict[str, Any]:
             too-new file.
     """
     name = os.fspath(path)
+    kind = special_file(name)
+    if kind is not None:
+        raise CheckpointError(f"{name}: is {kind}, not a checkpoint file")
     if not os.path.isfile(name):
         raise CheckpointError(f"{name}: no such checkpoint file")
     if not zipfile.is_zipfile(name):

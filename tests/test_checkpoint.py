@@ -88,6 +88,12 @@ def test_refuses_foreign_files(tmp_path, content, message) -> None:
         ck.load_checkpoint(path)
 
 
+def test_refuses_a_named_pipe_unopened(make_pipe) -> None:
+    pipe = make_pipe("x.pt")
+    with pytest.raises(CheckpointError, match="x.pt: is a named pipe, not a checkpoint file"):
+        ck.load_checkpoint(pipe)
+
+
 def test_refuses_foreign_dicts_and_newer_versions(tmp_path) -> None:
     path = tmp_path / "sd.pt"
     torch.save({"weight": torch.zeros(3)}, path)
