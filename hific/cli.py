@@ -216,10 +216,12 @@ def _run(pairs: List[Tuple[Path, Path]], work: Callable[[Path, Path], str], desc
     bar = tqdm(pairs, desc=desc, unit="file", disable=len(pairs) < 2, file=sys.stderr)
     for src, dst in bar:
         try:
-            tqdm.write(work(src, dst), file=sys.stdout)
+            line = work(src, dst)
         except Exception as exc:  # reported per file; the run goes on
             failures += 1
             tqdm.write(_file_error(src, exc), file=sys.stderr)
+        else:
+            tqdm.write(line, file=sys.stdout)  # a closed stdout ends the run (errors.run_command)
     return 1 if failures else 0
 
 
@@ -236,10 +238,12 @@ def _run_pipeline(
         try:
             if isinstance(result, Exception):
                 raise result
-            tqdm.write(finish(src, dst, result, now - last), file=sys.stdout)
+            line = finish(src, dst, result, now - last)
         except Exception as exc:  # reported per file; the run goes on
             failures += 1
             tqdm.write(_file_error(src, exc), file=sys.stderr)
+        else:
+            tqdm.write(line, file=sys.stdout)  # a closed stdout ends the run (errors.run_command)
         del result  # a failure's traceback can hold a whole image's tensors
         last = time.perf_counter()
         bar.update(1)

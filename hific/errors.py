@@ -72,15 +72,30 @@ def user_error(exc: BaseException) -> Optional[str]:
 def run_command(command: Callable[[], int]) -> int:
     """Run a command-line tool's command and return its exit status: an
     expected error (:func:`user_error`) prints one ``error:`` line and gives
-    1, an interrupt gives 130, and a bug propagates with its traceback."""
+    1, an interrupt gives 130, a reader of stdout that went away gives 141
+    and no message, and a bug propagates with its traceback."""
     try:
         return command()
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # whoever read stdout has gone (`... | head`): stop quietly, as other tools do
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool that SIGPIPE ended
     except Exception as exc:  # a bug (no user_error line) is re-raised
         line = user_error(exc)
         if line is None:
             raise
         print(f"error: {line}", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush
+    of what is still buffered does not fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (e.g. captured in a test): nothing to protect
+        pass

@@ -234,6 +234,18 @@ def test_a_symlink_loop_is_one_error_line(pngs: List[Path], tiny_ckpt: Path, tmp
         assert len(_errors(err)) == 1 and str(loop) in err and "symbolic links" in err
 
 
+def test_a_reader_that_goes_away_ends_the_run_quietly(pngs: List[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
+    assert main(["compress", str(pngs[0]), "-o", str(tmp_path / "a.hific"), *_ck(tiny_ckpt)]) == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `compress.py info ... | head -0` would
+    try:
+        run = subprocess.run([sys.executable, "compress.py", "info", *[str(tmp_path / "a.hific")] * 3],
+                             cwd=REPO, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert run.returncode == 141 and "error" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/zero") or sys.platform == "win32", reason="needs /dev/zero and rlimits")
 def test_an_endless_device_is_refused_unread() -> None:
     import resource
