@@ -1,11 +1,12 @@
 """Draw ``docs/realism.png``: one ``.hific`` file decoded at realism 0 and 1.
 
     python docs/make_realism_figure.py --checkpoint ~/runs/vr-small/s2/last.pt \\
-        --photo tests/data/photos/p1-harbour.png --quality 0.3
+        --photo tests/data/photos/p1-harbour.png --quality 0.42
 
-The photo is compressed once at ``--quality``; the same bytes are decoded at
-realism 0 and 1, and a crop of the original and both decodes is laid side by
-side with the file's bpp and each decode's PSNR in the captions.
+The photo is compressed once at ``--quality`` (default: the shipped ``lo``);
+the same bytes are decoded at realism 0 and 1, and a crop of the original
+and both decodes is laid side by side with the file's bpp and each decode's
+PSNR in the captions.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, help="a variable-rate, realism-conditioned checkpoint")
     p.add_argument("--photo", default=str(REPO / "tests" / "data" / "photos" / "p1-harbour.png"))
-    p.add_argument("--quality", type=float, default=0.3)
+    from hific.zoo import VARIABLE_RATE_QUALITIES
+
+    p.add_argument("--quality", type=float, default=VARIABLE_RATE_QUALITIES["lo"])
     p.add_argument("--crop", type=int, default=256, help="side of the square crop shown (from the centre)")
     p.add_argument("--out", default=str(REPO / "docs" / "realism.png"))
     args = p.parse_args()
