@@ -90,7 +90,7 @@ def test_refuses_foreign_files(tmp_path, content, message) -> None:
 
 def test_refuses_a_named_pipe_unopened(make_pipe) -> None:
     pipe = make_pipe("x.pt")
-    with pytest.raises(CheckpointError, match="x.pt: is a named pipe, not a checkpoint file"):
+    with pytest.raises(CheckpointError, match=r"x\.pt: is a named pipe, not a checkpoint file"):
         ck.load_checkpoint(pipe)
 
 
