@@ -20,11 +20,11 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
+    from hific.zoo import VARIABLE_RATE_QUALITIES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, help="a variable-rate, realism-conditioned checkpoint")
     p.add_argument("--photo", default=str(REPO / "tests" / "data" / "photos" / "p1-harbour.png"))
-    from hific.zoo import VARIABLE_RATE_QUALITIES
-
     p.add_argument("--quality", type=float, default=VARIABLE_RATE_QUALITIES["lo"])
     p.add_argument("--crop", type=int, default=256, help="side of the square crop shown (from the centre)")
     p.add_argument("--out", default=str(REPO / "docs" / "realism.png"))

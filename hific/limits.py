@@ -5,7 +5,9 @@ tiler's memory budget, which files can be read at all, and the CPUs at hand."""
 
 import os
 import stat
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
+
+from .fileio import PathLike
 
 MAX_SIDE = 32768
 MAX_PIXELS = 1 << 28  # 268 megapixels
@@ -26,7 +28,7 @@ def size_supported(width: int, height: int) -> bool:
     return 1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and width * height <= MAX_PIXELS
 
 
-def special_file(path: Union[str, "os.PathLike[str]"]) -> Optional[str]:
+def special_file(path: PathLike) -> Optional[str]:
     """What ``path`` is when it exists but is not a regular file (``"a named
     pipe"``, ``"a device"``, ...), else ``None``.
 
