@@ -197,6 +197,10 @@ class TrainConfig:
     only pull towards a finer step is the small quantisation-error gradient,
     and the first 4,000-step run left the q = 1 val rate at 0.40 bpp against
     a 0.48 target (crops at 0.25 bpp, where lambda_b alone applies).
+
+    ``disc_lr_factor`` multiplies the learning rate for the discriminator,
+    and ``disc_steps`` is how many discriminator updates each training step
+    makes on its batch (HiFiC: 1 and 1, the same rate as the generator).
     """
 
     batch_size: int = 8
@@ -207,10 +211,16 @@ class TrainConfig:
     lr_decay_factor: float = 0.1
     grad_clip: float = 1.0
     quality_lr_factor: float = 10.0
+    disc_lr_factor: float = 1.0
+    disc_steps: int = 1
 
     def __post_init__(self) -> None:
         if not self.quality_lr_factor > 0:
             raise ValueError("quality_lr_factor must be positive")
+        if not self.disc_lr_factor > 0:
+            raise ValueError("disc_lr_factor must be positive")
+        if not 1 <= self.disc_steps <= 16:
+            raise ValueError("disc_steps must be 1 to 16")
         if self.crop_size % 64 != 0 or self.crop_size <= 0:
             raise ValueError("crop_size must be a positive multiple of 64")
         if self.batch_size <= 0:

@@ -46,6 +46,10 @@ def test_configs_are_frozen_and_validated() -> None:
         override(cfg, "train", crop_size=100)
     with pytest.raises(ValueError, match="quality_lr_factor"):
         override(cfg, "train", quality_lr_factor=0.0)
+    with pytest.raises(ValueError, match="disc_lr_factor"):
+        override(cfg, "train", disc_lr_factor=-1.0)
+    with pytest.raises(ValueError, match="disc_steps"):
+        override(cfg, "train", disc_steps=0)
     assert override(cfg, "loss", target_bpp=0.2).loss.target_bpp == 0.2
 
 

@@ -101,6 +101,30 @@ def test_a_learning_rate_given_on_resume_takes_effect(data_dir: Path, tmp_path: 
     assert lrs[:2] == [cfg.train.learning_rate] * 2 and lrs[2:] == [cfg.train.learning_rate / 4] * 2
 
 
+def test_discriminator_rate_and_updates_per_step(data_dir: Path, tmp_path: Path, capsys) -> None:
+    common = ["--data", str(data_dir), "--device", "cpu", "--workers", "0", "--perceptual", "none", "--no-progress"]
+    assert main(["--preset", "hific-tiny", "--out", str(tmp_path / "s1"), "--steps", "1", *common]) == 0
+    assert main(["--init", str(tmp_path / "s1" / "last.pt"), "--stage", "2", "--out", str(tmp_path / "s2"),
+                 "--steps", "3", "--lr", "2e-4", "--disc-lr-factor", "0.25", "--disc-steps", "2", *common]) == 0
+    state = load_checkpoint(tmp_path / "s2" / "last.pt")["training_state"]
+    assert state["disc_optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-5)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-4)
+    assert {int(s["step"]) for s in state["disc_optimizer"]["state"].values()} == {6}  # two updates per step
+    assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {3}
+    assert state["disc_scheduler"]["last_epoch"] == 3  # the decay counts training steps
+
+    # A new factor given on resume applies; the step count stays.
+    assert main(["--resume", str(tmp_path / "s2" / "last.pt"), "--steps", "4", "--disc-lr-factor", "2", *common]) == 0
+    state = load_checkpoint(tmp_path / "s2" / "last.pt")["training_state"]
+    assert state["disc_optimizer"]["param_groups"][0]["lr"] == pytest.approx(4e-4)
+    assert {int(s["step"]) for s in state["disc_optimizer"]["state"].values()} == {8}
+
+    assert main(["--init", str(tmp_path / "s1" / "last.pt"), "--stage", "2", "--out", str(tmp_path / "bad"),
+                 "--disc-steps", "0", *common]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "disc_steps" in err[-1]
+
+
 def test_keep_steps_prunes_old_snapshots_only(data_dir: Path, tmp_path: Path) -> None:
     cfg = get_config("hific-tiny")
     cfg = type(cfg)(name=cfg.name, model=cfg.model, discriminator=cfg.discriminator,

@@ -35,6 +35,8 @@ _OVERRIDES = {
     "lr": ("train", "learning_rate"),
     "lr_decay_step": ("train", "lr_decay_step"),
     "quality_lr_factor": ("train", "quality_lr_factor"),
+    "disc_lr_factor": ("train", "disc_lr_factor"),
+    "disc_steps": ("train", "disc_steps"),
     "target_bpp": ("loss", "target_bpp"),
     "lambda_a": ("loss", "lambda_a"),
     "target_bpp_low": ("loss", "target_bpp_low"),
@@ -93,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-decay-step", type=int)
     g.add_argument("--quality-lr-factor", type=float,
                    help="variable-rate models: learning-rate multiplier of the quantisation steps (default 10)")
+    g.add_argument("--disc-lr-factor", type=float,
+                   help="learning-rate multiplier of the discriminator (default 1: the generator's rate)")
+    g.add_argument("--disc-steps", type=int, help="discriminator updates per training step, on its batch (default 1)")
     g.add_argument("--target-bpp", type=float)
     g.add_argument("--warmup-steps", type=int, help="rate-target warm-up length")
     g.add_argument("--lambda-a", type=float, help="rate weight while the batch bpp is above the target (HiFiC's lambda_a)")

@@ -146,7 +146,7 @@ class Trainer:
         self.sched = self._scheduler(self.opt)
         self.disc_opt = self.disc_sched = None
         if self.disc is not None:
-            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=t.learning_rate)
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=t.learning_rate * t.disc_lr_factor)
             self.disc_sched = self._scheduler(self.disc_opt)
         self.epoch = 0
         self.batches_in_epoch = 0
@@ -246,7 +246,7 @@ class Trainer:
         main = [t.learning_rate, t.learning_rate * t.quality_lr_factor][: len(self.opt.param_groups)]
         pairs = [(self.opt, self.sched, main)]
         if self.disc_opt is not None:
-            pairs.append((self.disc_opt, self.disc_sched, [t.learning_rate]))
+            pairs.append((self.disc_opt, self.disc_sched, [t.learning_rate * t.disc_lr_factor]))
         for opt, sched, bases in pairs:
             sched.step_size, sched.gamma, sched.base_lrs = t.lr_decay_step, t.lr_decay_factor, list(bases)
             decay = t.lr_decay_factor ** (sched.last_epoch // t.lr_decay_step)
@@ -311,18 +311,23 @@ class Trainer:
         return float(aux.detach())
 
     def _disc_step(self, x: torch.Tensor, out) -> float:
+        """``disc_steps`` discriminator updates on this batch; returns the
+        mean loss. The schedule advances once per training step."""
         self.disc.train().requires_grad_(True)
         y_hat = out.y_hat.detach()
-        with self._autocast():
-            logits = self.ddp_disc(torch.cat([x, out.x_hat.detach()]), torch.cat([y_hat, y_hat]))
-        n = x.shape[0]
-        loss = discriminator_loss([lg[:n].float() for lg in logits], [lg[n:].float() for lg in logits])
-        self.disc_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.config.train.grad_clip)
-        self.disc_opt.step()
+        pair, cond, n = torch.cat([x, out.x_hat.detach()]), torch.cat([y_hat, y_hat]), x.shape[0]
+        total = 0.0
+        for _ in range(self.config.train.disc_steps):
+            with self._autocast():
+                logits = self.ddp_disc(pair, cond)
+            loss = discriminator_loss([lg[:n].float() for lg in logits], [lg[n:].float() for lg in logits])
+            self.disc_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.config.train.grad_clip)
+            self.disc_opt.step()
+            total += float(loss.detach())
         self.disc_sched.step()
-        return float(loss.detach())
+        return total / self.config.train.disc_steps
 
     def train_step(self, x: torch.Tensor) -> Dict[str, float]:
         """One optimisation step on a batch; returns the logged scalars."""
