@@ -1,13 +1,16 @@
 """Training speed and peak memory per preset and stage. Prints a table; asserts nothing.
 
     python benchmarks/bench_train.py --presets hific-small-lo,hific-lo --batch 8 --crop 256 --steps 3
+    python benchmarks/bench_train.py --presets hific-small-vr --stages 2 --batch 4 --crop 256 --amp-both
 
 Each (preset, stage) row runs in a fresh subprocess so peak memory is its
 own: the peak resident set size on the CPU, or the peak allocated CUDA memory
 on a GPU. Batches are random crops of real photos (``--data``), preloaded so
 that data loading is not measured. LPIPS uses the offline AlexNet weights
 when ``HIFIC_LPIPS_WEIGHTS`` (or ``--lpips-weights``) points at them, else it
-is switched off and the row says so.
+is switched off and the row says so. bf16 autocast is on by default on CUDA
+(``--no-amp`` turns it off) and off on the CPU (``--cpu-bf16`` turns it on, as
+``train.py --cpu-bf16`` does); ``--amp-both`` times every row both ways.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ def _one(args: argparse.Namespace) -> dict:
     if lpips is None:
         cfg = override(cfg, "loss", perceptual="none")
     device = torch.device(args.device)
+    bf16 = args.bf16 == "on"
     opts = RunOptions(data=args.data, out=args.tmp, stage=1, steps=0, device=args.device, workers=0,
-                      progress=False, amp=not args.no_amp, lpips_weights=str(lpips) if lpips else None)
+                      progress=False, amp=bf16, cpu_bf16=bf16, lpips_weights=str(lpips) if lpips else None)
     info = D.DistInfo(device=device)
     trainer = Trainer(cfg, opts, info)
     if args.stage == 2:
@@ -64,7 +68,7 @@ def _one(args: argparse.Namespace) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     sps = args.steps / (time.perf_counter() - start)
     return {"preset": args.preset, "stage": args.stage, "device": args.device,
-            "amp": "bf16" if (device.type == "cuda" and not args.no_amp) else "off",
+            "amp": "bf16" if bf16 else "off",
             "lpips": "alex" if lpips else "none", "steps_per_s": sps, "peak_gib": peak}
 
 
@@ -77,26 +81,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp-both", action="store_true", help="on CUDA, run every row with bf16 on and off")
-    parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument("--amp-both", action="store_true", help="run every row with bf16 autocast off and on")
+    parser.add_argument("--no-amp", action="store_true", help="CUDA: bf16 autocast off")
+    parser.add_argument("--cpu-bf16", action="store_true", help="CPU: bf16 autocast on")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "train"))
     parser.add_argument("--lpips-weights", default=None)
     parser.add_argument("--tmp", default="/tmp/hific-bench-train")
     parser.add_argument("--preset", help=argparse.SUPPRESS)
     parser.add_argument("--stage", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bf16", choices=("on", "off"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.preset:  # child process: one row, as JSON
         print(json.dumps(_one(args)))
         return
     rows = []
-    amps = [False, True] if (args.amp_both and args.device == "cuda") else [args.no_amp]
+    default = not args.no_amp if args.device.startswith("cuda") else args.cpu_bf16
+    amps = ["off", "on"] if args.amp_both else ["on" if default else "off"]
     for preset in args.presets.split(","):
         for stage in args.stages.split(","):
-            for no_amp in amps:
+            for bf16 in amps:
                 cmd = [sys.executable, __file__, "--preset", preset, "--stage", stage, "--batch", str(args.batch),
                        "--crop", str(args.crop), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                       "--device", args.device, "--data", args.data, "--tmp", args.tmp]
-                cmd += ["--no-amp"] if no_amp else []
+                       "--device", args.device, "--data", args.data, "--tmp", args.tmp, "--bf16", bf16]
                 cmd += ["--lpips-weights", args.lpips_weights] if args.lpips_weights else []
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
                 if proc.returncode != 0:
