@@ -125,6 +125,23 @@ def test_discriminator_rate_and_updates_per_step(data_dir: Path, tmp_path: Path,
     assert err[-1].startswith("error:") and "disc_steps" in err[-1]
 
 
+def test_cpu_bf16_runs_the_transforms_in_bf16_and_the_hyperprior_in_float32(data_dir: Path, tmp_path: Path) -> None:
+    cfg = get_config("hific-tiny-vr")
+    cfg = type(cfg)(name=cfg.name, model=cfg.model, discriminator=cfg.discriminator,
+                    loss=override(cfg, "loss", perceptual="none").loss, train=cfg.train)
+    trainer = Trainer(cfg, run_options(data_dir, tmp_path / "run", cpu_bf16=True), D.DistInfo())
+    dtypes: Dict[str, List[torch.dtype]] = {}
+    for name in ("g_a", "g_s", "h_a", "h_s_mean", "h_s_scale"):
+        getattr(trainer.model, name).register_forward_hook(
+            lambda module, args, out, name=name: dtypes.setdefault(name, []).append(out.dtype))
+    batch = next(iter(trainer.loader))
+    logs = trainer.train_step(batch)
+    assert dtypes["g_a"] == dtypes["g_s"] == [torch.bfloat16]
+    assert dtypes["h_a"] == dtypes["h_s_mean"] == dtypes["h_s_scale"] == [torch.float32]
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # the weights stay float32
+
+
 def test_keep_steps_prunes_old_snapshots_only(data_dir: Path, tmp_path: Path) -> None:
     cfg = get_config("hific-tiny")
     cfg = type(cfg)(name=cfg.name, model=cfg.model, discriminator=cfg.discriminator,
