@@ -14,7 +14,11 @@ training checkpoint exactly (weights, optimisers, discriminator, EMA, data
 order) in its own folder, with its own flags overriding the loss; the CPU
 budget and the table's CPU minutes then count from that checkpoint.
 Validation codes the first ``--val-images`` val photos into
-real files at every (quality, realism) point of the model's grid.
+real files at every (quality, realism) point of the model's grid. A single
+validation of raw weights moves by about ±0.01 LPIPS, so the table gives, per
+arm and point, the mean of the validations in the arm's last
+``--window-minutes`` of training CPU time (default: the last third of the
+budget; 0: the last validation only), and says how many it averaged.
 
 Writes ``curves.md`` (the table), ``curves.csv`` (every validation record)
 and ``curves.png`` (val LPIPS and PSNR against training CPU minutes) into
@@ -127,8 +131,8 @@ def _drop_start_flags(cmd: List[str]) -> List[str]:
 
 def _summarise(args: argparse.Namespace, arms: List[Tuple[str, List[str]]]) -> None:
     rows: List[Dict] = []
-    table = ["| arm | flags | steps | steps per CPU-s | val point (q, r) | bpp | PSNR | LPIPS | at CPU-min |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    table = ["| arm | flags | steps | steps per CPU-s | val point (q, r) | bpp | PSNR | LPIPS | CPU-min | vals |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, flags in arms:
         records = _records(args.out / name)
         train = [r for r in records if r["kind"] == "train"]
@@ -138,16 +142,17 @@ def _summarise(args: argparse.Namespace, arms: List[Tuple[str, List[str]]]) -> N
         for r in vals:
             rows.append({"arm": name, **{k: r.get(k) for k in ("step", "train_cpu_s", "quality", "realism", "bpp", "psnr", "lpips", "ms_ssim")}})
         if not train or not vals:
-            table.append(f"| {name} | `{' '.join(flags)}` | - | - | no data | | | | |")
+            table.append(f"| {name} | `{' '.join(flags)}` | - | - | no data | | | | | |")
             continue
         first_step = train[0]["step"] - 20 if train[0]["step"] >= args.start_step + 20 else args.start_step
         speed = (train[-1]["step"] - first_step) / max(train[-1]["train_cpu_s"], 1e-9)
         last_step = max(r["step"] for r in vals)
-        for r in (v for v in vals if v["step"] == last_step):
-            point = f"({_fmt(r.get('quality'))}, {_fmt(r.get('realism'))})"
+        end = max(r["train_cpu_s"] for r in vals)
+        for point, group in _window_means(vals, end - args.window_minutes * 60).items():
             table.append(
-                f"| {name} | `{' '.join(flags)}` | {last_step} | {speed:.3f} | {point} | {r['bpp']:.4f} | "
-                f"{r['psnr']:.2f} | {_fmt(r.get('lpips'), 4)} | {r['train_cpu_s'] / 60:.1f} |"
+                f"| {name} | `{' '.join(flags)}` | {last_step} | {speed:.3f} | ({_fmt(point[0])}, {_fmt(point[1])}) | "
+                f"{group['bpp']:.4f} | {group['psnr']:.2f} | {_fmt(group['lpips'], 4)} | "
+                f"{group['from_cpu_s'] / 60:.1f}–{end / 60:.1f} | {group['n']} |"
             )
     (args.out / "curves.md").write_text("\n".join(table) + "\n")
     with open(args.out / "curves.csv", "w", newline="") as fh:
@@ -156,6 +161,20 @@ def _summarise(args: argparse.Namespace, arms: List[Tuple[str, List[str]]]) -> N
         writer.writerows(rows)
     print("\n".join(table))
     _plot(args.out, rows)
+
+
+def _window_means(vals: List[Dict], since_cpu_s: float) -> Dict[Tuple, Dict]:
+    """Per (quality, realism): the mean bpp, PSNR and LPIPS of the validations
+    at or after ``since_cpu_s`` (at least the last one), and how many."""
+    out: Dict[Tuple, Dict] = {}
+    points = dict.fromkeys((v.get("quality"), v.get("realism")) for v in vals)
+    for point in points:
+        mine = [v for v in vals if (v.get("quality"), v.get("realism")) == point]
+        chosen = [v for v in mine if v["train_cpu_s"] >= since_cpu_s] or mine[-1:]
+        mean = {k: (sum(v[k] for v in chosen) / len(chosen) if all(v.get(k) is not None for v in chosen) else None)
+                for k in ("bpp", "psnr", "lpips")}
+        out[point] = {**mean, "n": len(chosen), "from_cpu_s": chosen[0]["train_cpu_s"]}
+    return out
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -198,8 +217,15 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per arm")
     p.add_argument("--resume-from", type=Path, help="a training checkpoint every arm continues (instead of --common's start)")
+    p.add_argument("--window-minutes", type=float,
+                   help="average the validations of each arm's last this many CPU-minutes "
+                        "(default: a third of --cpu-minutes; 0: the last validation only)")
     p.add_argument("--summary-only", action="store_true", help="only rebuild the table and plot")
     args = p.parse_args()
+    if args.window_minutes is None:
+        args.window_minutes = args.cpu_minutes / 3
+    if args.window_minutes < 0:
+        raise SystemExit("error: --window-minutes must be >= 0")
     if not args.arm:
         raise SystemExit("error: give at least one --arm NAME=FLAGS")
     args.cpu_offset, args.start_step = 0.0, 0
