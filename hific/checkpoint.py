@@ -200,7 +200,8 @@ def load_checkpoint(path: PathLike) -> Dict[str, Any]:
         lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
         detail = lines[0].split(". ")[0].replace("WeightsUnpickler error: ", "") if lines else "unsafe content"
         raise CheckpointError(f"{name}: refused to load with weights_only=True: {detail}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
+            AttributeError, TypeError, IndexError) as exc:  # a damaged pickle stream can raise any of these
         raise CheckpointError(f"{name}: not a readable PyTorch checkpoint ({first_line(exc)})") from None
     stored_digest = _detect_version(ckpt, name) >= 1  # version 0 has none; migrating computes it
     ckpt = migrate(ckpt, name)

@@ -113,6 +113,29 @@ def test_truncated_checkpoint_is_refused(tmp_path) -> None:
         ck.load_checkpoint(path)
 
 
+def test_a_damaged_storage_reference_is_refused(tmp_path) -> None:
+    """A byte flip in data.pkl once made torch's weights-only unpickler raise
+    AttributeError (found by the checkpoint fuzzer): still one error line."""
+    import io
+    import pickle
+    import zipfile
+
+    here = object()
+
+    class Damaged(pickle.Pickler):
+        def persistent_id(self, obj):  # a storage whose type is a tuple, not a storage class
+            return ("storage", ("x",), "0", "cpu", 1) if obj is here else None
+
+    torch.save({"a": torch.zeros(1)}, tmp_path / "good.pt")
+    stream = io.BytesIO()
+    Damaged(stream, protocol=2).dump({"a": here})
+    with zipfile.ZipFile(tmp_path / "good.pt") as zin, zipfile.ZipFile(tmp_path / "bad.pt", "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, stream.getvalue() if info.filename.endswith("data.pkl") else zin.read(info))
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        ck.load_checkpoint(tmp_path / "bad.pt")
+
+
 def test_weights_of_another_preset_are_refused(tmp_path) -> None:
     ckpt = ck.load_checkpoint(ck.init_checkpoint("hific-tiny", tmp_path / "a.pt"))
     ckpt["config"] = config_to_dict(get_config("hific-small-lo"))
