@@ -406,6 +406,51 @@ def test_decompress_many_in_batches(
         assert _max_diff(got, want) <= 1
 
 
+def test_a_file_above_the_overlap_limit_decodes_alone(batch_codec: Codec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A huge file's rANS decoding never runs beside another file's work: an
+    out-of-memory file once made its neighbours fail (CI, 2026-12-03)."""
+    import threading
+
+    from hific.coding import codec as codec_module
+
+    codec = batch_codec
+    small, large = _image(40, 50, 0), _image(70, 30, 2)  # 2,000 and 2,100 pixels
+    files = [codec.compress(image) for image in (small, small, large, large, small)]
+    monkeypatch.setattr(codec_module, "OVERLAP_MAX_PIXELS", 2050)
+    events: list = []
+    prepare, synthesize = codec._prepare, codec._synthesize
+
+    def logged_prepare(data):
+        f, finish = prepare(data)
+
+        def logged():
+            main = threading.current_thread() is threading.main_thread()
+            events.append(("start", f.height, main))
+            out = finish()
+            events.append(("end", f.height, main))
+            return out
+
+        return f, logged
+
+    def logged_synthesize(y_hat, fs, realism):
+        events.append(("G", fs[0].height))
+        return synthesize(y_hat, fs, realism)
+
+    monkeypatch.setattr(codec, "_prepare", logged_prepare)
+    monkeypatch.setattr(codec, "_synthesize", logged_synthesize)
+    results = list(codec.decompress_many(iter(files)))
+    assert all(isinstance(r, np.ndarray) for r in results), results
+    at = {e: i for i, e in enumerate(events)}  # each event's last index
+    first = {e: i for i, e in reversed(list(enumerate(events)))}
+    assert [e for e in events if e[0] == "G"] == [("G", 40), ("G", 70), ("G", 40)]
+    assert all(e[2] is (e[1] == 70) for e in events if e[0] != "G")  # large: the caller's thread; small: background
+    # The large pair decodes in the caller's thread, after the first pair went through G and after every
+    # small file read so far (the one read ahead included) finished: nothing runs beside it.
+    assert first[("G", 40)] < first[("start", 70, True)]
+    assert at[("end", 40, False)] < first[("start", 70, True)]
+    assert at[("end", 70, True)] < first[("G", 70)]
+
+
 # -- devices -----------------------------------------------------------------------------------
 
 

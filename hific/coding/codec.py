@@ -24,6 +24,7 @@ import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import (
+    Any,
     Callable,
     Deque,
     Iterable,
@@ -59,6 +60,8 @@ from .rate import RateRequest, largest_within, unit_value
 from .tiling import DEFAULT_BUDGET, Tiler
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Files above this many pixels are decoded with no other file's work overlapping.
+OVERLAP_MAX_PIXELS = 1 << 25
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _TAKEN: weakref.WeakSet[HificModel] = weakref.WeakSet()  # models a Codec has taken over
 
@@ -264,6 +267,11 @@ class Codec:
             (1, cfg.hyper_latent_channels, h // s, w // s),
             (1, cfg.latent_channels, h // cfg.latent_stride, w // cfg.latent_stride),
         )
+
+    def _wait_for_background(self) -> None:
+        """Return once the background thread has finished all it was given."""
+        if self._pipeline is not None:
+            self._pipeline.submit(lambda: None).result()
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._pipeline is None:
@@ -482,19 +490,30 @@ class Codec:
 
         The rANS decoding of the next batch runs in a background thread while
         the current one is synthesised; consecutive files of equal size are
-        synthesised together (up to ``batch_size``). ``realism`` as in
+        synthesised together (up to ``batch_size``). A file of more than
+        :data:`OVERLAP_MAX_PIXELS` is decoded alone, with nothing else
+        running, so that a huge (or hostile) file that exhausts memory
+        cannot make the files around it fail too. ``realism`` as in
         :meth:`decompress`.
         """
         self._check_realism(realism)  # once, up front
 
-        def prepare(data: bytes) -> Tuple[HificFile, Future]:
+        def prepare(data: bytes) -> Tuple[HificFile, Union[Future, _Deferred]]:
             f, finish = self._prepare(data)
+            if f.height * f.width > OVERLAP_MAX_PIXELS:  # runs in _finish_decode, after the batches before it
+                return f, _Deferred(lambda: (self._wait_for_background(), finish())[1])
             return f, self._pool().submit(_in_inference_mode(finish))
+
+        def alone(batch: List) -> bool:
+            return any(not isinstance(item, Exception) and isinstance(item[1], _Deferred) for item in batch)
 
         pending: Deque[List[Union[Tuple[HificFile, Future], Exception]]] = deque()
         for batch in _batches(files, prepare, self.batch_size, key=lambda item: (item[0].height, item[0].width)):
             pending.append(batch)
-            if len(pending) > 1:
+            if alone(batch):  # finish everything before it, then it, before the next file is read
+                while pending:
+                    yield from self._finish_decode(pending.popleft(), realism)
+            elif len(pending) > 1:
                 yield from self._finish_decode(pending.popleft(), realism)
         while pending:
             yield from self._finish_decode(pending.popleft(), realism)
@@ -533,6 +552,18 @@ class Codec:
         if self._pipeline is not None:
             self._pipeline.shutdown()
             self._pipeline = None
+
+
+class _Deferred:
+    """Work that runs in the caller's thread when its result is asked for
+    (what :meth:`Codec.decompress_many` uses instead of a background
+    future for a file too large to overlap with others)."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self._work = work
+
+    def result(self) -> Any:
+        return self._work()
 
 
 def _batches(items: Iterable, prepare: Callable, size: int, key: Callable = lambda x: tuple(x.shape)) -> Iterator[List]:
