@@ -500,14 +500,19 @@ class Codec:
 
         def prepare(data: bytes) -> Tuple[HificFile, Union[Future, _Deferred]]:
             f, finish = self._prepare(data)
-            if f.height * f.width > OVERLAP_MAX_PIXELS:  # runs in _finish_decode, after the batches before it
-                return f, _Deferred(lambda: (self._wait_for_background(), finish())[1])
-            return f, self._pool().submit(_in_inference_mode(finish))
+            if f.height * f.width <= OVERLAP_MAX_PIXELS:
+                return f, self._pool().submit(_in_inference_mode(finish))
+
+            def alone_in_turn() -> Tensor:  # runs in _finish_decode, after the batches before it
+                self._wait_for_background()
+                return finish()
+
+            return f, _Deferred(alone_in_turn)
 
         def alone(batch: List) -> bool:
             return any(not isinstance(item, Exception) and isinstance(item[1], _Deferred) for item in batch)
 
-        pending: Deque[List[Union[Tuple[HificFile, Future], Exception]]] = deque()
+        pending: Deque[List[Union[Tuple[HificFile, Union[Future, _Deferred]], Exception]]] = deque()
         for batch in _batches(files, prepare, self.batch_size, key=lambda item: (item[0].height, item[0].width)):
             pending.append(batch)
             if alone(batch):  # finish everything before it, then it, before the next file is read
