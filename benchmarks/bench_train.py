@@ -11,6 +11,8 @@ when ``HIFIC_LPIPS_WEIGHTS`` (or ``--lpips-weights``) points at them, else it
 is switched off and the row says so. bf16 autocast is on by default on CUDA
 (``--no-amp`` turns it off) and off on the CPU (``--cpu-bf16`` turns it on, as
 ``train.py --cpu-bf16`` does); ``--amp-both`` times every row both ways.
+``--channels-last`` and ``--compile`` apply ``train.py``'s flags of the same
+names to every row.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def _one(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     bf16 = args.bf16 == "on"
     opts = RunOptions(data=args.data, out=args.tmp, stage=1, steps=0, device=args.device, workers=0,
-                      progress=False, amp=bf16, cpu_bf16=bf16, lpips_weights=str(lpips) if lpips else None)
+                      progress=False, amp=bf16, cpu_bf16=bf16, lpips_weights=str(lpips) if lpips else None,
+                      channels_last=args.channels_last, compile=args.compile)
     info = D.DistInfo(device=device)
     trainer = Trainer(cfg, opts, info)
     if args.stage == 2:
@@ -68,8 +71,13 @@ def _one(args: argparse.Namespace) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     sps = args.steps / (time.perf_counter() - start)
     return {"preset": args.preset, "stage": args.stage, "device": args.device,
-            "amp": "bf16" if bf16 else "off",
+            "amp": "bf16" if bf16 else "off", "layout": _layout(args),
             "lpips": "alex" if lpips else "none", "steps_per_s": sps, "peak_gib": peak}
+
+
+def _layout(args: argparse.Namespace) -> str:
+    parts = (["channels_last"] if args.channels_last else []) + (["compile"] if args.compile else [])
+    return "+".join(parts) or "plain"
 
 
 def main() -> None:
@@ -84,6 +92,8 @@ def main() -> None:
     parser.add_argument("--amp-both", action="store_true", help="run every row with bf16 autocast off and on")
     parser.add_argument("--no-amp", action="store_true", help="CUDA: bf16 autocast off")
     parser.add_argument("--cpu-bf16", action="store_true", help="CPU: bf16 autocast on")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoder and generator")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "train"))
     parser.add_argument("--lpips-weights", default=None)
     parser.add_argument("--tmp", default="/tmp/hific-bench-train")
@@ -104,6 +114,7 @@ def main() -> None:
                        "--crop", str(args.crop), "--steps", str(args.steps), "--warmup", str(args.warmup),
                        "--device", args.device, "--data", args.data, "--tmp", args.tmp, "--bf16", bf16]
                 cmd += ["--lpips-weights", args.lpips_weights] if args.lpips_weights else []
+                cmd += ["--channels-last"] * args.channels_last + ["--compile"] * args.compile
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
                 if proc.returncode != 0:
                     print(f"{preset} stage {stage}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -113,10 +124,10 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"{args.crop}px crops, {args.steps} timed steps after {args.warmup} warm-up")
-    print("| preset | stage | device | bf16 | LPIPS | steps/s | peak memory GiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| preset | stage | device | bf16 | layout | LPIPS | steps/s | peak memory GiB |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['preset']} | {r['stage']} | {r['device']} | {r['amp']} | {r['lpips']} | "
+        print(f"| {r['preset']} | {r['stage']} | {r['device']} | {r['amp']} | {r['layout']} | {r['lpips']} | "
               f"{r['steps_per_s']:.3f} | {r['peak_gib']:.2f} |")
 
 
