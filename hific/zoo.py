@@ -40,23 +40,23 @@ ZOO_URL = "https://example.org/hific/checkpoints/"
 # quality -> file name in checkpoints/. All three are qualities of one
 # variable-rate model (see checkpoints/MODEL_CARD.md).
 SHIPPED: Dict[str, str] = {
-    "lo": "hific-small-vr-6bfee7bf.pt",
-    "mi": "hific-small-vr-6bfee7bf.pt",
-    "hi": "hific-small-vr-6bfee7bf.pt",
+    "lo": "hific-small-vr-29aa9c17.pt",
+    "mi": "hific-small-vr-29aa9c17.pt",
+    "hi": "hific-small-vr-29aa9c17.pt",
 }
 
 # --quality lo|mi|hi on a variable-rate checkpoint: the quality each name
 # stands for, set from the shipped variable-rate model's measured rates on the
 # 86 val photos so that they keep the rates of the earlier shipped models:
 # 0.125, 0.305 and 0.455 bpp on average (MODEL_CARD.md).
-VARIABLE_RATE_QUALITIES: Dict[str, float] = {"lo": 0.42, "mi": 0.78, "hi": 0.92}
+VARIABLE_RATE_QUALITIES: Dict[str, float] = {"lo": 0.48, "mi": 0.83, "hi": 0.97}
 # The shipped key whose file is variable-rate: compress uses it for a numeric
 # --quality, --bpp and --size when no checkpoint is named.
 VARIABLE_RATE_KEY: Optional[str] = "mi"
 # file name -> the model id (``preset:digest``) it writes into .hific files, so
 # that decompress finds the shipped model a file was made with.
 MODEL_IDS: Dict[str, str] = {
-    "hific-small-vr-6bfee7bf.pt": "hific-small-vr:8f604999e7c29119",
+    "hific-small-vr-29aa9c17.pt": "hific-small-vr:befb5f37ca9e905a",
 }
 # model id -> file name of checkpoints that shipped with earlier versions and
 # no longer do: decompress still finds one (cache, else a download checked
@@ -65,9 +65,11 @@ RETIRED: Dict[str, str] = {
     "hific-small-lo:d8c2f0831da91168": "hific-small-lo-d5f4f9d0.pt",
     "hific-small-vr:fcf3b594991f8c65": "hific-small-vr-f46cb70b.pt",
     "hific-small-vr:6895c6a16b23fb61": "hific-small-vr-0250e3ea.pt",
+    "hific-small-vr:8f604999e7c29119": "hific-small-vr-6bfee7bf.pt",
 }
 # file name -> sha256, for shipped and retired files.
 SHA256: Dict[str, str] = {
+    "hific-small-vr-29aa9c17.pt": "29aa9c17caaa36f4083a97868855addb164cb172b0192958838f87152f0aaac0",
     "hific-small-vr-6bfee7bf.pt": "6bfee7bfa29ff308d6c31dd1681f67e710b5840ac4420faf9118825c7cd3853e",
     "hific-small-vr-0250e3ea.pt": "0250e3ea46c632be5b977d645da0f2de3aec37a7cf49daa3e933e647fa18abee",
     "hific-small-lo-d5f4f9d0.pt": "d5f4f9d092e03f6f3a93940711a394c30880a013fe34303318a5c7c0bcd0d4ce",
