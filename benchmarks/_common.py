@@ -26,9 +26,9 @@ def model_and_digest(preset: str, checkpoint: Optional[str]) -> Tuple[torch.nn.M
     return model, model_digest(model.config, model.state_dict())
 
 
-def photo_paths(folder: str, limit: int = 0) -> List[Path]:
-    """The images in ``folder`` (sorted by name), the first ``limit`` if it is set."""
+def photo_paths(folder: str, limit: int = 0, pattern: str = "*") -> List[Path]:
+    """The images in ``folder`` whose names match ``pattern`` (sorted by name), the first ``limit`` if it is set."""
     from hific.limits import IMAGE_EXTENSIONS
 
-    paths = sorted(q for q in Path(folder).iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+    paths = sorted(q for q in Path(folder).glob(pattern) if q.suffix.lower() in IMAGE_EXTENSIONS)
     return paths[:limit] if limit else paths
