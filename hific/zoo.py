@@ -40,9 +40,9 @@ ZOO_URL = "https://example.org/hific/checkpoints/"
 # quality -> file name in checkpoints/. All three are qualities of one
 # variable-rate model (see checkpoints/MODEL_CARD.md).
 SHIPPED: Dict[str, str] = {
-    "lo": "hific-small-vr-4d2b747b.pt",
-    "mi": "hific-small-vr-4d2b747b.pt",
-    "hi": "hific-small-vr-4d2b747b.pt",
+    "lo": "hific-small-vr-6fff7814.pt",
+    "mi": "hific-small-vr-6fff7814.pt",
+    "hi": "hific-small-vr-6fff7814.pt",
 }
 
 # --quality lo|mi|hi on a variable-rate checkpoint: the quality each name
@@ -56,7 +56,7 @@ VARIABLE_RATE_KEY: Optional[str] = "mi"
 # file name -> the model id (``preset:digest``) it writes into .hific files, so
 # that decompress finds the shipped model a file was made with.
 MODEL_IDS: Dict[str, str] = {
-    "hific-small-vr-4d2b747b.pt": "hific-small-vr:de5b389b98178bae",
+    "hific-small-vr-6fff7814.pt": "hific-small-vr:23d34b8081b3ca9b",
 }
 # model id -> file name of checkpoints that shipped with earlier versions and
 # no longer do: decompress still finds one (cache, else a download checked
@@ -67,9 +67,11 @@ RETIRED: Dict[str, str] = {
     "hific-small-vr:6895c6a16b23fb61": "hific-small-vr-0250e3ea.pt",
     "hific-small-vr:8f604999e7c29119": "hific-small-vr-6bfee7bf.pt",
     "hific-small-vr:befb5f37ca9e905a": "hific-small-vr-29aa9c17.pt",
+    "hific-small-vr:de5b389b98178bae": "hific-small-vr-4d2b747b.pt",
 }
 # file name -> sha256, for shipped and retired files.
 SHA256: Dict[str, str] = {
+    "hific-small-vr-6fff7814.pt": "6fff781445fa5836f19573748e5594ecb4a14639c7550bf0a4ef29fcd82798f1",
     "hific-small-vr-4d2b747b.pt": "4d2b747b11e2b502902b7a1145a8bd83d8c71923042fdd27d0d225a37d124f96",
     "hific-small-vr-29aa9c17.pt": "29aa9c17caaa36f4083a97868855addb164cb172b0192958838f87152f0aaac0",
     "hific-small-vr-6bfee7bf.pt": "6bfee7bfa29ff308d6c31dd1681f67e710b5840ac4420faf9118825c7cd3853e",
