@@ -50,7 +50,8 @@ WHEELS = {
 MATPLOTLIB = {"sample_data/grace_hopper.jpg": "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130"}
 
 
-def _save_png(name: str, data: bytes, expected: str, out: Path) -> Path:
+def _save_png(name: str, data: bytes, expected: str, out: Path) -> str:
+    """Check ``data`` against its sha256 and write it to ``out`` as an RGB PNG; says what it wrote."""
     from PIL import Image
 
     digest = hashlib.sha256(data).hexdigest()
@@ -59,7 +60,7 @@ def _save_png(name: str, data: bytes, expected: str, out: Path) -> Path:
     target = out / (Path(name).stem + ".png")
     with Image.open(io.BytesIO(data)) as im:
         im.convert("RGB").save(target)
-    return target
+        return f"{target}  {im.width}x{im.height}"
 
 
 def _wheel(requirement: str, wheels: str | None, tmp: str) -> Path:
@@ -84,7 +85,6 @@ def main() -> None:
     args = p.parse_args()
 
     import matplotlib
-    from PIL import Image
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,9 +95,7 @@ def main() -> None:
                 written += [_save_png(name, whl.read(name), sha, out) for name, sha in files.items()]
     data = Path(matplotlib.get_data_path())
     written += [_save_png(name, (data / name).read_bytes(), sha, out) for name, sha in MATPLOTLIB.items()]
-    for path in written:
-        with Image.open(path) as im:
-            print(f"{path}  {im.width}x{im.height}")
+    print("\n".join(written))
 
 
 if __name__ == "__main__":
