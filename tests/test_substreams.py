@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import traceback
 
 import numpy as np
 import pytest
@@ -449,6 +450,41 @@ def test_a_file_above_the_overlap_limit_decodes_alone(batch_codec: Codec, monkey
     assert first[("G", 40)] < first[("start", 70, True)]
     assert at[("end", 40, False)] < first[("start", 70, True)]
     assert at[("end", 70, True)] < first[("G", 70)]
+
+
+@pytest.mark.parametrize("where", ["prepare", "background"])
+def test_a_failed_file_keeps_no_tensors_alive(batch_codec: Codec, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """A file's failure is kept as its result while the next files decode; its
+    traceback must not keep that file's tensors alive meanwhile. On CI
+    (2026-12-03) a file that ran out of memory held its half-made entropy
+    parameters in its traceback, and the two small files beside it failed too."""
+    import weakref
+
+    codec = batch_codec
+    files = [codec.compress(_image(40, 50, k)) for k in range(3)]
+    held: list = []
+    prepare = codec._prepare
+
+    def failing_prepare(data):
+        if data is not files[1]:
+            assert not held or held[0]() is None, "the failed file's tensor is still alive"
+            return prepare(data)
+        f, finish = prepare(data)
+
+        def fail():
+            tensor = torch.zeros(1 << 16)  # a local of the failing frame
+            held.append(weakref.ref(tensor))
+            raise MemoryError("out of memory")
+
+        if where == "prepare":
+            fail()
+        return f, fail
+
+    monkeypatch.setattr(codec, "_prepare", failing_prepare)
+    results = list(codec.decompress_many(iter(files)))
+    assert [type(r) for r in results] == [np.ndarray, MemoryError, np.ndarray]
+    assert held and held[0]() is None
+    assert "fail" in "".join(traceback.format_exception(results[1]))  # the traceback still names the frame
 
 
 # -- devices -----------------------------------------------------------------------------------

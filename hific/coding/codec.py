@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import traceback
 import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -387,7 +388,7 @@ class Codec:
             try:
                 ys, zs = self._analyse(torch.cat(good)) if good else (None, None)
             except Exception as exc:
-                batch = [exc if isinstance(x, Tensor) else x for x in batch]
+                batch = [_released(exc) if isinstance(x, Tensor) else x for x in batch]
             k = 0
             for item in batch:
                 if isinstance(item, Exception):
@@ -397,7 +398,7 @@ class Codec:
                 try:
                     finish = self._code_z(ys[k - 1 : k], zs[k - 1 : k], *item.shape[-2:], request)
                 except Exception as exc:
-                    results.append(exc)
+                    results.append(_released(exc))
                     continue
                 results.append(self._pool().submit(_in_inference_mode(finish)))
             pending.append(results)
@@ -532,12 +533,12 @@ class Codec:
             try:
                 done.append((item[0], item[1].result()))
             except Exception as exc:
-                done.append(exc)
+                done.append(_released(exc))
         good = [d for d in done if not isinstance(d, Exception)]
         try:
             images = iter(self._synthesize(torch.cat([y for _, y in good]), [f for f, _ in good], realism) if good else [])
         except Exception as exc:
-            done = [exc if not isinstance(d, Exception) else d for d in done]
+            done = [_released(exc) if not isinstance(d, Exception) else d for d in done]
         for d in done:
             yield d if isinstance(d, Exception) else next(images)
 
@@ -571,6 +572,23 @@ class _Deferred:
         return self._work()
 
 
+def _released(exc: BaseException) -> BaseException:
+    """``exc``, with the local variables of the frames in its traceback (and
+    in those of the exceptions it chains) cleared.
+
+    A failure kept as a result, so that the next files still go ahead, would
+    otherwise keep the failed file's tensors alive until it is reported: after
+    a file that exhausted memory, the files around it would fail too. The
+    traceback still prints (file, line and function are kept)."""
+    seen = set()
+    e: Optional[BaseException] = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)
+        e = e.__cause__ or e.__context__
+    return exc
+
+
 def _batches(items: Iterable, prepare: Callable, size: int, key: Callable = lambda x: tuple(x.shape)) -> Iterator[List]:
     """Prepare items one by one and group consecutive ones with equal
     ``key`` into lists of at most ``size``; an item whose preparation fails
@@ -579,12 +597,12 @@ def _batches(items: Iterable, prepare: Callable, size: int, key: Callable = lamb
     batch_key = None
     for raw in items:
         if isinstance(raw, Exception):  # e.g. an unreadable input, reported in its place
-            batch.append(raw)
+            batch.append(_released(raw))
             continue
         try:
             item = prepare(raw)
         except Exception as exc:
-            batch.append(exc)
+            batch.append(_released(exc))
             continue
         k = key(item)
         good = [b for b in batch if not isinstance(b, Exception)]
@@ -605,4 +623,4 @@ def _resolve(results: List[Union[Future, Exception]]) -> Iterator[Union[bytes, E
             try:
                 yield r.result()
             except Exception as exc:
-                yield exc
+                yield _released(exc)
