@@ -19,8 +19,8 @@ the transforms of the next and batch images of equal size.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
-import traceback
 import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -572,6 +572,9 @@ class _Deferred:
         return self._work()
 
 
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
 def _released(exc: BaseException) -> BaseException:
     """``exc``, with the local variables of the frames in its traceback (and
     in those of the exceptions it chains) cleared.
@@ -584,7 +587,14 @@ def _released(exc: BaseException) -> BaseException:
     e: Optional[BaseException] = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        traceback.clear_frames(e.__traceback__)
+        tb = e.__traceback__
+        while tb is not None:
+            # A generator's frame is left alone: clearing a suspended one
+            # would close the generator (the caller's image reader, say).
+            if not tb.tb_frame.f_code.co_flags & _GENERATOR_FLAGS:
+                with contextlib.suppress(RuntimeError):  # a frame still running
+                    tb.tb_frame.clear()
+            tb = tb.tb_next
         e = e.__cause__ or e.__context__
     return exc
 
