@@ -487,6 +487,25 @@ def test_a_failed_file_keeps_no_tensors_alive(batch_codec: Codec, monkeypatch: p
     assert "fail" in "".join(traceback.format_exception(results[1]))  # the traceback still names the frame
 
 
+def test_releasing_a_failure_leaves_the_generator_that_raised_it_running() -> None:
+    """An exception caught and yielded by a generator (the CLI's image reader)
+    has the suspended generator's frame in its traceback; clearing that frame
+    would close the generator, and the files after the failure would vanish."""
+    from hific.coding.codec import _released
+
+    def reader():
+        for k in range(3):
+            try:
+                raise ValueError(k)
+            except ValueError as exc:
+                yield exc
+
+    items = reader()
+    first = next(items)
+    assert _released(first) is first
+    assert [str(e) for e in items] == ["1", "2"]
+
+
 # -- devices -----------------------------------------------------------------------------------
 
 
