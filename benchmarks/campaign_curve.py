@@ -53,14 +53,13 @@ def at_rate(points: Sequence[Tuple[float, float]], bpp: float) -> Optional[float
     return None
 
 
-def power_law(xs: Sequence[float], ys: Sequence[float]) -> Tuple[float, float]:
-    """Least squares of log y = a + b log10 x: returns (a, b)."""
+def power_law_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """b of the least-squares fit log y = a + b log10 x."""
     lx = [math.log10(x) for x in xs]
     ly = [math.log(y) for y in ys]
     mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
     sxx = sum((x - mx) ** 2 for x in lx)
-    b = sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sxx
-    return my - b * mx, b
+    return sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sxx
 
 
 def extrapolate(lpips: float, hours: float, slope: float, to: float) -> float:
@@ -100,21 +99,18 @@ def main() -> None:
                 parts.append(f"{100 * (lb / la - 1):+.1f}% at {rate:.2f} ({100 * ((lb / la) ** (1 / decades) - 1):+.0f}% per decade)")
         print(f"  {a['model']} -> {b['model']} ({decades:.3f} decades): " + "; ".join(parts))
 
-    fits: Dict[float, Tuple[float, float]] = {}
+    slopes: Dict[float, float] = {}
     if args.fit:
         names = args.fit.split(",")
         unknown = [n for n in names if n not in hours]
         if len(names) < 2 or unknown:
             raise SystemExit(f"--fit needs two or more models of the table (unknown: {', '.join(unknown) or 'none'})")
-        for k, rate in enumerate(rates):
-            ys = [lpips[n][k] for n in names]
-            if all(y is not None for y in ys):
-                fits[rate] = power_law([hours[n] for n in names], ys)
         last = rows[-1]["model"]
         for k, rate in enumerate(rates):
-            if rate not in fits:
+            ys = [lpips[n][k] for n in names]
+            if any(y is None for y in ys):
                 continue
-            b = fits[rate][1]
+            b = slopes[rate] = power_law_slope([hours[n] for n in names], ys)
             line = f"fit through {', '.join(names)} at {rate:.2f} bpp: {100 * (math.exp(b) - 1):+.1f}% per decade"
             if args.to and lpips[last][k] is not None:
                 line += f"; from {last} to {args.to:g} CPU-h: {extrapolate(lpips[last][k], hours[last], b, args.to):.4f}"
@@ -137,8 +133,8 @@ def main() -> None:
                     ax.annotate(r["model"][:4], (x, y), textcoords="offset points", xytext=(4, 5 if i % 2 else -11), fontsize=7)
             if rate in BARS:
                 ax.axhline(BARS[rate], color=line.get_color(), ls=":", lw=1, label=f"bar at {rate:.2f} bpp")
-            if rate in fits and args.to and ys[-1] is not None:
-                b = fits[rate][1]
+            if rate in slopes and args.to and ys[-1] is not None:
+                b = slopes[rate]
                 ax.plot([xs[-1], args.to], [ys[-1], extrapolate(ys[-1], xs[-1], b, args.to)], "--",
                         color=line.get_color(), lw=1, label=f"{100 * (math.exp(b) - 1):+.0f}% per decade (--fit {args.fit})")
         ax.set_xscale("log")

@@ -313,8 +313,9 @@ _OUT_OF_MEMORY = """
     with open("/proc/self/status") as fh:
         size = int(re.search(r"VmSize:\\s+(\\d+) kB", fh.read()).group(1)) * 1024
     # Decoding a small file needed 160-250 MB of address space here (threads and
-    # their malloc arenas, oneDNN's kernels), more on CI's machine (300 MB failed
-    # there, 2026-12-03); the 16384x16384 file needs over 1.5 GB. 700 MB sits between.
+    # their malloc arenas, oneDNN's kernels); with 300 MB the small files failed
+    # on CI's machine (2026-12-03). The 16384x16384 file needs over 1.5 GB, and
+    # 700 MB sits between.
     resource.setrlimit(resource.RLIMIT_AS, (size + (700 << 20),) * 2)
     sys.exit(main(sys.argv[1:]))
 """

@@ -455,9 +455,9 @@ def test_a_file_above_the_overlap_limit_decodes_alone(batch_codec: Codec, monkey
 @pytest.mark.parametrize("where", ["prepare", "background"])
 def test_a_failed_file_keeps_no_tensors_alive(batch_codec: Codec, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     """A file's failure is kept as its result while the next files decode; its
-    traceback must not keep that file's tensors alive meanwhile. On CI
-    (2026-12-03) a file that ran out of memory held its half-made entropy
-    parameters in its traceback, and the two small files beside it failed too."""
+    traceback must not keep that file's tensors alive meanwhile, or after a
+    file that ran out of memory the files beside it could fail too (what CI
+    saw on 2026-12-03, though the cause there was not reproduced here)."""
     import weakref
 
     codec = batch_codec

@@ -388,7 +388,8 @@ class Codec:
             try:
                 ys, zs = self._analyse(torch.cat(good)) if good else (None, None)
             except Exception as exc:
-                batch = [_released(exc) if isinstance(x, Tensor) else x for x in batch]
+                failure = _released(exc)
+                batch = [failure if isinstance(x, Tensor) else x for x in batch]
             k = 0
             for item in batch:
                 if isinstance(item, Exception):
@@ -538,7 +539,8 @@ class Codec:
         try:
             images = iter(self._synthesize(torch.cat([y for _, y in good]), [f for f, _ in good], realism) if good else [])
         except Exception as exc:
-            done = [_released(exc) if not isinstance(d, Exception) else d for d in done]
+            failure = _released(exc)
+            done = [failure if not isinstance(d, Exception) else d for d in done]
         for d in done:
             yield d if isinstance(d, Exception) else next(images)
 
